@@ -3,14 +3,14 @@
 //
 // A Lab is one topology, private to the test that built it:
 //
-//	            public namespace "pub" (bridge br0, 203.0.113.0/24, TEST-NET-3)
-//	            server addresses 203.0.113.1-.3, public hosts 203.0.113.100+
-//	           /                    |                       \
-//	  router r1 (wan0 .11)    router r2 (wan0 .12)    public host p1 (.100)
-//	  nftables NAT            nftables NAT
-//	  lan0 10.0.1.1           lan0 10.0.2.1
-//	     |                       |
-//	  hosts 10.0.1.2, .3 ...  hosts 10.0.2.2 ...
+//	          public namespace "pub" (bridge br0, 203.0.113.0/24, TEST-NET-3)
+//	          server addresses 203.0.113.1-.3, public hosts 203.0.113.100+
+//	         /                    |                       \
+//	router r1 (wan0 .11)    router r2 (wan0 .12)    public host p1 (.100)
+//	nftables NAT            nftables NAT
+//	lan0 10.0.1.1           lan0 10.0.2.1
+//	   |                       |
+//	hosts 10.0.1.2, .3 ...  hosts 10.0.2.2 ...
 //
 // No namespace has a link to the root namespace: every interface is created
 // directly inside its namespace, so nothing a test sends can leave the lab.
