@@ -1,0 +1,144 @@
+package relay
+
+import (
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/pion/stun/v4"
+)
+
+// STUN framing constants (RFC 8489 §5).
+const (
+	stunHeaderSize  = 20
+	stunMagicCookie = 0x2112A442
+	// Message types of the requests the inspector looks at (RFC 8656 §17).
+	typeAllocateRequest    = 0x0003
+	typeRefreshRequest     = 0x0004
+	typeChannelBindRequest = 0x0009
+)
+
+// inspector looks at each inbound datagram or TCP frame before pion
+// handles it. Everything but three request types passes untouched, so the
+// media path (ChannelData) costs one byte compare.
+//
+//   - Allocate and Refresh: a LIFETIME outside [minL, maxL] is rewritten to
+//     the nearest bound and the message re-signed with the same long-term
+//     key, so that pion grants the clamped lifetime and answers with it
+//     (RFC 8656 §7.2 lets the server choose).
+//   - ChannelBind to a peer the policy refuses is answered here with 403
+//     Forbidden (RFC 8656 §11.2): pion would answer 401, which tells a
+//     client to retry its credentials rather than give up on that peer.
+//
+// Messages it cannot verify (bad integrity, unknown user) are left for pion
+// to refuse with the proper 400/401/438.
+type inspector struct {
+	minL, maxL  time.Duration
+	keyFor      func(username, realm string) ([]byte, bool)
+	peerAllowed func(net.IP) bool
+	refused     func(peer net.IP) // called when a ChannelBind is refused here
+}
+
+// inspect returns the length of the message now in b[:n] (a rewrite keeps
+// the length), or a reply to send to the client instead of passing the
+// message on.
+func (in *inspector) inspect(b []byte, n int) (int, []byte) {
+	if n < stunHeaderSize || n > len(b) || b[0]&0xC0 != 0 {
+		return n, nil
+	}
+	t := binary.BigEndian.Uint16(b[0:2])
+	if (t != typeAllocateRequest && t != typeRefreshRequest && t != typeChannelBindRequest) ||
+		binary.BigEndian.Uint32(b[4:8]) != stunMagicCookie {
+		return n, nil
+	}
+	m := &stun.Message{Raw: append([]byte(nil), b[:n]...)}
+	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
+		return n, nil
+	}
+	if t == typeChannelBindRequest {
+		return n, in.channelBind(m)
+	}
+	return in.clampLifetime(b, n, m), nil
+}
+
+// verified returns the key m is signed with, if it checks.
+func (in *inspector) verified(m *stun.Message) ([]byte, bool) {
+	var user stun.Username
+	var realm stun.Realm
+	if user.GetFrom(m) != nil || realm.GetFrom(m) != nil {
+		return nil, false
+	}
+	key, ok := in.keyFor(user.String(), realm.String())
+	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
+		return nil, false
+	}
+	return key, true
+}
+
+func (in *inspector) channelBind(m *stun.Message) []byte {
+	var peer stun.XORMappedAddress
+	if peer.GetFromAs(m, stun.AttrXORPeerAddress) != nil || in.peerAllowed(peer.IP) {
+		return nil
+	}
+	key, ok := in.verified(m)
+	if !ok {
+		return nil
+	}
+	in.refused(peer.IP)
+	reply, err := stun.Build(
+		stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
+		stun.CodeForbidden,
+		stun.MessageIntegrity(key),
+		stun.Fingerprint,
+	)
+	if err != nil {
+		return nil
+	}
+	return reply.Raw
+}
+
+func (in *inspector) clampLifetime(b []byte, n int, m *stun.Message) int {
+	raw, err := m.Get(stun.AttrLifetime)
+	if err != nil || len(raw) != 4 {
+		return n
+	}
+	asked := time.Duration(binary.BigEndian.Uint32(raw)) * time.Second
+	if m.Type.Method == stun.MethodRefresh && asked == 0 {
+		return n // a Refresh with lifetime 0 deletes the allocation
+	}
+	granted := min(max(asked, in.minL), in.maxL).Truncate(time.Second)
+	if granted == asked {
+		return n
+	}
+	key, ok := in.verified(m)
+	if !ok {
+		return n
+	}
+	out := &stun.Message{Type: m.Type, TransactionID: m.TransactionID}
+	out.WriteHeader()
+	var v [4]byte
+	binary.BigEndian.PutUint32(v[:], uint32(granted/time.Second))
+	for _, a := range m.Attributes {
+		if a.Type == stun.AttrMessageIntegrity {
+			// Attributes after MESSAGE-INTEGRITY other than FINGERPRINT
+			// are ignored by receivers (RFC 8489 §14.5); drop them.
+			break
+		}
+		if a.Type == stun.AttrLifetime {
+			out.Add(a.Type, v[:])
+			continue
+		}
+		out.Add(a.Type, a.Value)
+	}
+	if stun.MessageIntegrity(key).AddTo(out) != nil {
+		return n
+	}
+	if m.Contains(stun.AttrFingerprint) && stun.Fingerprint.AddTo(out) != nil {
+		return n
+	}
+	if len(out.Raw) > len(b) {
+		return n
+	}
+	return copy(b, out.Raw)
+}

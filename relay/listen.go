@@ -1,0 +1,152 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/turn/v5"
+)
+
+// tlsHandshakeTimeout bounds how long a TLS client may take to finish its
+// handshake before its connection is dropped.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// maxFrame is the largest STUN message or ChannelData frame (16-bit length
+// plus header and padding).
+const maxFrame = 0xFFFF + stunHeaderSize + 4
+
+// listenConn is a UDP listening socket as pion sees it: every datagram is
+// passed through the lifetime clamp, and the end of pion's read loop is
+// recorded for Close.
+type listenConn struct {
+	net.PacketConn
+	s    *Server
+	exit sync.Once
+}
+
+func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			// pion's read loop returns on any error; only closing ends it.
+			c.exit.Do(c.s.loops.Done)
+			return n, addr, err
+		}
+		n, reply := c.s.inspect.inspect(p, n)
+		if reply == nil {
+			return n, addr, nil
+		}
+		c.PacketConn.WriteTo(reply, addr) //nolint:errcheck // a lost reply is retransmitted for.
+	}
+}
+
+// streamListener hands pion TCP or TLS client connections wrapped in
+// streamConn, and keeps accepting through transient errors (EMFILE and the
+// like) that would otherwise end pion's accept loop for good.
+type streamListener struct {
+	net.Listener
+	s    *Server
+	tls  bool
+	exit sync.Once
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			sc, ok := l.s.trackStream(c, l.tls)
+			if !ok {
+				c.Close()
+				continue
+			}
+			return sc, nil
+		}
+		if errors.Is(err, net.ErrClosed) {
+			l.exit.Do(l.s.loops.Done)
+			return nil, err
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			l.exit.Do(l.s.loops.Done)
+			return nil, err
+		}
+		l.s.log.Warn("accept failed; retrying", "addr", l.Addr(), "err", err, "backoff", backoff)
+		time.Sleep(backoff) // backoff on a failing accept, as net/http does
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// streamConn is one TCP/TLS client connection. It splits the byte stream
+// into STUN and ChannelData frames (pion's own framer), passes each through
+// the lifetime clamp and hands them on whole; pion frames the result again.
+type streamConn struct {
+	net.Conn
+	s       *Server
+	tls     *tls.Conn // nil for plain TCP
+	framer  *turn.STUNConn
+	buf     []byte
+	pending []byte
+	shook   bool
+	once    sync.Once
+	err     error
+}
+
+func (s *Server) trackStream(c net.Conn, isTLS bool) (*streamConn, bool) {
+	sc := &streamConn{Conn: c, s: s, framer: turn.NewSTUNConn(c), buf: make([]byte, maxFrame)}
+	if isTLS {
+		sc.tls, _ = c.(*tls.Conn)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
+	}
+	s.streams[sc] = struct{}{}
+	s.loops.Add(1)
+	return sc, true
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if !c.shook && c.tls != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		err := c.tls.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		c.shook = true
+	}
+	for len(c.pending) == 0 {
+		n, _, err := c.framer.ReadFrom(c.buf)
+		if err != nil {
+			return 0, err
+		}
+		n, reply := c.s.inspect.inspect(c.buf, n)
+		if reply != nil {
+			if _, err := c.Conn.Write(reply); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.pending = c.buf[:n]
+	}
+	k := copy(p, c.pending)
+	c.pending = c.pending[k:]
+	return k, nil
+}
+
+func (c *streamConn) Close() error {
+	c.once.Do(func() {
+		c.err = c.Conn.Close()
+		c.s.mu.Lock()
+		delete(c.s.streams, c)
+		c.s.mu.Unlock()
+		c.s.loops.Done()
+	})
+	return c.err
+}

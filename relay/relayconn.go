@@ -1,0 +1,199 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/turn/v5"
+	"golang.org/x/time/rate"
+)
+
+// relayGen hands pion relay sockets wrapped in relayConn, after taking a
+// quota slot. It is the one place every allocation passes through.
+type relayGen struct {
+	s     *Server
+	inner turn.RelayAddressGenerator
+}
+
+func (g *relayGen) Validate() error { return g.inner.Validate() }
+
+func (g *relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if err := g.s.acquire(conf.UserID); err != nil {
+		return nil, nil, err
+	}
+	pc, addr, err := g.inner.AllocatePacketConn(conf)
+	if err != nil {
+		g.s.quota.release(conf.UserID)
+		return nil, nil, err
+	}
+	return g.s.newRelayConn(pc, addr, conf.UserID), addr, nil
+}
+
+func (g *relayGen) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	if err := g.s.acquire(conf.UserID); err != nil {
+		return nil, nil, err
+	}
+	ln, addr, err := g.inner.AllocateListener(conf)
+	if err != nil {
+		g.s.quota.release(conf.UserID)
+		return nil, nil, err
+	}
+	return &relayListener{Listener: ln, release: sync.OnceFunc(func() { g.s.quota.release(conf.UserID) })}, addr, nil
+}
+
+// AllocateConn dials a peer for an RFC 6062 Connect request. pion has
+// already asked the peer filter; asking again here keeps the rule in one
+// place should pion ever skip it.
+func (g *relayGen) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	if tcp, ok := conf.RemoteAddr.(*net.TCPAddr); ok && !g.s.filter.AllowedIP(tcp.IP) {
+		g.s.metrics.refusedPeers.Inc()
+		return nil, errPeerRefused
+	}
+	return g.inner.AllocateConn(conf)
+}
+
+// relayListener gives the quota slot back when pion closes a TCP
+// allocation.
+type relayListener struct {
+	net.Listener
+	release func()
+}
+
+func (l *relayListener) Close() error {
+	l.release()
+	return l.Listener.Close()
+}
+
+// relayConn is one UDP allocation's relay socket. It counts what is relayed,
+// applies the bandwidth cap (datagrams over it are dropped, as a congested
+// link would) and drops datagrams from peers without a permission before
+// they can use up the allocation's budget.
+type relayConn struct {
+	net.PacketConn
+	s    *Server
+	user string
+	key  string // relay address as pion reports it in events
+
+	toPeer, toClient *rate.Limiter // nil: unlimited
+
+	// permitted is the set of peer IPs with a permission, replaced as a
+	// whole (copy on write) by permission events; the packet path only
+	// loads it.
+	permitted atomic.Pointer[map[netip.Addr]struct{}]
+	permMu    sync.Mutex // serializes writers of permitted
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *relayConn {
+	c := &relayConn{PacketConn: pc, s: s, user: user, key: addr.String()}
+	if bw := s.cfg.BandwidthPerAllocation; bw > 0 {
+		// The burst is 200 ms worth, and never less than two full-size
+		// datagrams, so a normal packet always fits.
+		burst := int(max(bw/5, 3200))
+		c.toPeer = rate.NewLimiter(rate.Limit(bw), burst)
+		c.toClient = rate.NewLimiter(rate.Limit(bw), burst)
+	}
+	empty := map[netip.Addr]struct{}{}
+	c.permitted.Store(&empty)
+	s.relays.Store(c.key, c)
+	s.loops.Add(1)
+	return c
+}
+
+// WriteTo sends client data to a peer (ChannelData or Send indication).
+func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.toPeer != nil && !c.toPeer.AllowN(c.s.cfg.Now(), len(p)) {
+		c.s.metrics.droppedToPeer.Inc()
+		// Report success: pion would log every drop as a write error.
+		return len(p), nil
+	}
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil {
+		c.s.metrics.packetsToPeer.Inc()
+		c.s.metrics.bytesToPeer.Add(float64(n))
+	}
+	return n, err
+}
+
+// ReadFrom receives a peer's datagram for the client.
+func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, addr, err
+		}
+		if !c.isPermitted(addr) {
+			// pion would drop it too; dropping here keeps strangers from
+			// spending the allocation's bandwidth budget.
+			continue
+		}
+		if c.toClient != nil && !c.toClient.AllowN(c.s.cfg.Now(), n) {
+			c.s.metrics.droppedToClient.Inc()
+			continue
+		}
+		c.s.metrics.packetsToClient.Inc()
+		c.s.metrics.bytesToClient.Add(float64(n))
+		return n, addr, nil
+	}
+}
+
+func (c *relayConn) isPermitted(addr net.Addr) bool {
+	u, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return true // not ours to judge (vnet addresses are UDPAddr too)
+	}
+	ip, ok := netip.AddrFromSlice(u.IP)
+	if !ok {
+		return false
+	}
+	_, ok = (*c.permitted.Load())[ip.Unmap()]
+	return ok
+}
+
+// setPermitted adds or removes a peer IP and reports whether the set
+// changed.
+func (c *relayConn) setPermitted(ip net.IP, on bool) bool {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return false
+	}
+	a = a.Unmap()
+	c.permMu.Lock()
+	defer c.permMu.Unlock()
+	old := *c.permitted.Load()
+	if _, had := old[a]; had == on {
+		return false
+	}
+	next := make(map[netip.Addr]struct{}, len(old)+1)
+	for k := range old {
+		next[k] = struct{}{}
+	}
+	if on {
+		next[a] = struct{}{}
+	} else {
+		delete(next, a)
+	}
+	c.permitted.Store(&next)
+	return true
+}
+
+// Close gives the quota slot back and forgets the permissions.
+func (c *relayConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.s.relays.CompareAndDelete(c.key, c)
+		c.permMu.Lock()
+		n := len(*c.permitted.Load())
+		empty := map[netip.Addr]struct{}{}
+		c.permitted.Store(&empty)
+		c.permMu.Unlock()
+		c.s.metrics.permissions.Sub(float64(n))
+		c.closeErr = c.PacketConn.Close()
+		c.s.quota.release(c.user)
+		c.s.loops.Done()
+	})
+	return c.closeErr
+}
