@@ -1,0 +1,45 @@
+// Package ice gives punchline's phones their media path: an ICE session
+// (RFC 8445) that gathers host, server-reflexive and relayed candidates,
+// runs connectivity checks against the peer's candidates and hands back a
+// net.Conn over the selected candidate pair, and the SDP encoding of all of
+// it for SIP offer/answer (RFC 8839, RFC 3264, RFC 4566).
+//
+// # Sessions
+//
+// A [Session] wraps one pion/ice v4 agent with exactly one component: RTP
+// and RTCP share the port (rtcp-mux, RFC 5761), so the SDP always carries
+// a=rtcp-mux and only component-1 candidates. A call uses it like this:
+//
+//	s, _ := ice.NewSession(cfg, controlling) // caller controls (RFC 8445 §6.1.1)
+//	local, _ := s.Gather(ctx)                // ufrag, pwd, candidates for our SDP
+//	s.SetRemote(ufrag, pwd, candidates)       // from the peer's SDP
+//	conn, _ := s.Connect(ctx)                 // RTP and RTCP go over conn
+//	s.Route()                                 // direct or relayed, and the pair's types
+//
+// Defaults are tuned for calls rather than for pion's data-channel use: a
+// 20 ms check pace, no acceptance wait for host, server-reflexive and
+// peer-reflexive pairs, 300 ms for relayed pairs (so a relay is only chosen
+// when no direct pair has answered by then), and disconnected/failed
+// timeouts of 3 s and 10 s. On a LAN the first pair succeeds within a few
+// check rounds, so setup costs tens of milliseconds.
+//
+// # ICE in SDP
+//
+// [Description] is the audio part of an SDP body as a phone needs it:
+// connection address and port (the default candidate), offered codecs with
+// their rtpmap, the telephone-event payload type (RFC 4733), direction
+// (hold), and the ICE attributes a=ice-ufrag, a=ice-pwd, a=ice-lite,
+// a=ice-options, a=candidate, a=end-of-candidates and a=rtcp-mux. [Parse]
+// reads a remote body; [Description.Marshal] writes one through pion/sdp,
+// never by string templates. Candidate attribute values are parsed and
+// written by pion/ice (UnmarshalCandidate and Candidate.Marshal), so the
+// strings handed between SDP and [Session] are the a=candidate values
+// exactly as they appear on the wire, without the "candidate:" prefix.
+//
+// The default candidate placed in c= and m= follows RFC 8445 §5.1.4: a
+// relayed candidate if there is one, else a server-reflexive one, else a
+// host candidate. That choice is the one most likely to work with a peer
+// that ignores ICE, and RFC 8839 requires that c=/m= match one of the
+// candidates (pjsip-based peers otherwise answer with ice-mismatch).
+// See [DefaultCandidate].
+package ice
