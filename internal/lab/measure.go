@@ -95,11 +95,24 @@ func (l *Lab) MappingLives(ctx context.Context, node *Node, idle time.Duration) 
 }
 
 // Reaches reports whether node gets an answer from dst over "udp" (a STUN
-// Binding; dst must be a responder) or "tcp" (a handshake or a refusal).
+// Binding; dst must be a STUN server) or "tcp" (a handshake or a refusal).
 func (l *Lab) Reaches(ctx context.Context, node *Node, network string, dst netip.AddrPort) (bool, error) {
-	var r struct{ Reaches bool }
+	var r reachResult
 	err := l.probe(ctx, node, &r, network, "-dst", dst.String())
 	return r.Reaches, err
+}
+
+// STUNMapped sends a STUN Binding request from node to dst (any STUN
+// server) and returns the mapped address it answers with.
+func (l *Lab) STUNMapped(ctx context.Context, node *Node, dst netip.AddrPort) (netip.AddrPort, error) {
+	var r reachResult
+	if err := l.probe(ctx, node, &r, "udp", "-dst", dst.String()); err != nil {
+		return netip.AddrPort{}, err
+	}
+	if !r.Reaches {
+		return netip.AddrPort{}, fmt.Errorf("no STUN answer from %s to %s", dst, node.Role)
+	}
+	return netip.ParseAddrPort(r.Mapped)
 }
 
 // VerifyNAT measures the LAN's router from its first host and returns an

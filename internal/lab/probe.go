@@ -235,7 +235,7 @@ func transact(ctx context.Context, c *net.UDPConn, dst netip.AddrPort, flags uin
 			wait = nextSend
 		}
 		c.SetReadDeadline(wait) //nolint:errcheck // a socket we own.
-		n, _, err := c.ReadFromUDPAddrPort(buf)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
@@ -251,18 +251,15 @@ func transact(ctx context.Context, c *net.UDPConn, dst netip.AddrPort, flags uin
 			continue
 		}
 		var xor stun.XORMappedAddress
-		var orig stun.ResponseOrigin
 		if err := xor.GetFrom(m); err != nil {
 			return a, false, fmt.Errorf("answer without xor-mapped-address: %w", err)
 		}
-		if err := orig.GetFrom(m); err != nil {
-			return a, false, fmt.Errorf("answer without response-origin: %w", err)
-		}
 		mip, _ := netip.AddrFromSlice(xor.IP)
-		oip, _ := netip.AddrFromSlice(orig.IP)
+		// Where the answer really came from, rather than what its
+		// RESPONSE-ORIGIN claims: that also works with any STUN server.
 		return answer{
 			mapped: netip.AddrPortFrom(mip.Unmap(), uint16(xor.Port)),
-			origin: netip.AddrPortFrom(oip.Unmap(), uint16(orig.Port)),
+			origin: netip.AddrPortFrom(from.Addr().Unmap(), from.Port()),
 		}, true, nil
 	}
 }
@@ -390,15 +387,16 @@ func MappingLives(ctx context.Context, primary netip.AddrPort, idle time.Duratio
 	return ok, err
 }
 
-// UDPReaches reports whether a Binding request to dst is answered.
-func UDPReaches(ctx context.Context, dst netip.AddrPort) (bool, error) {
+// UDPReaches reports whether a Binding request to dst is answered, and the
+// mapped address the answer carried.
+func UDPReaches(ctx context.Context, dst netip.AddrPort) (bool, netip.AddrPort, error) {
 	c, err := listenProbe()
 	if err != nil {
-		return false, err
+		return false, netip.AddrPort{}, err
 	}
 	defer c.Close()
-	_, ok, err := transact(ctx, c, dst, 0, 0, probeTimeout, false)
-	return ok, err
+	a, ok, err := transact(ctx, c, dst, 0, 0, probeTimeout, false)
+	return ok, a.mapped, err
 }
 
 // TCPReaches reports whether a TCP handshake with dst gets any answer: a

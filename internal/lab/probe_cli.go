@@ -22,7 +22,7 @@ const ProbeReady = "natprobe ready"
 //	serve    -primary IP:PORT -alt IP:PORT   run the RFC 5780 responder until SIGTERM
 //	discover -primary IP:PORT -alt IP:PORT   print the ProbeReport as JSON
 //	lives    -primary IP:PORT -idle DUR      print {"alive":bool}: does a mapping idle that long survive
-//	udp      -dst IP:PORT                    print {"reaches":bool} for a Binding request
+//	udp      -dst IP:PORT                    print {"reaches":bool,"mapped":"IP:PORT"} for a Binding request
 //	tcp      -dst IP:PORT                    print {"reaches":bool} for a TCP handshake
 //
 // It returns the process exit status.
@@ -100,13 +100,13 @@ func ProbeMain(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			var ok bool
 			if args[0] == "udp" {
-				ok, err = UDPReaches(ctx, d)
-			} else {
-				ok, err = TCPReaches(ctx, d)
+				ok, mapped, err := UDPReaches(ctx, d)
+				out = reachResult{Reaches: ok, Mapped: mapped.String()}
+				return err
 			}
-			out = map[string]bool{"reaches": ok}
+			ok, err := TCPReaches(ctx, d)
+			out = reachResult{Reaches: ok}
 			return err
 		default:
 			return fmt.Errorf("unknown subcommand %q", args[0])
@@ -120,4 +120,10 @@ func ProbeMain(args []string, stdout, stderr io.Writer) int {
 		json.NewEncoder(stdout).Encode(out) //nolint:errcheck // nothing to do about a closed stdout.
 	}
 	return 0
+}
+
+// reachResult is what "natprobe udp" and "natprobe tcp" print.
+type reachResult struct {
+	Reaches bool   `json:"reaches"`
+	Mapped  string `json:"mapped,omitempty"`
 }

@@ -32,9 +32,9 @@ func TestProbeWithoutNAT(t *testing.T) {
 	if err != nil || !alive {
 		t.Fatalf("delayed answer did not arrive: alive=%v err=%v", alive, err)
 	}
-	ok, err := UDPReaches(ctx, primary)
-	if err != nil || !ok {
-		t.Fatalf("UDPReaches(responder) = %v, %v", ok, err)
+	ok, mapped, err := UDPReaches(ctx, primary)
+	if err != nil || !ok || mapped.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("UDPReaches(responder) = %v, %v, %v", ok, mapped, err)
 	}
 	// A refused TCP port is reachable: the refusal is an answer.
 	ok, err = TCPReaches(ctx, netip.AddrPortFrom(primary.Addr(), 1))

@@ -1,0 +1,541 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/punchline/punchline/media"
+)
+
+// The call matrix of issue 5 §3: the real punchline binary, serve on the
+// public segment and two phones behind kernel NATs, every pair of NAT types
+// plus the special cases. Each cell first verifies its NATs (VerifyAll),
+// then asserts the route the call took on both ends and that each side's
+// tone arrived in the other side's recording.
+
+// Tones the two phones play: far apart, not harmonics of each other.
+const (
+	callerTone = 440
+	calleeTone = 660
+)
+
+// Ends of a cell.
+type endpoint int
+
+const (
+	onLAN1 endpoint = iota // first host of LAN 1
+	onLAN2                 // first host of LAN 2
+	onLAN1Second           // second host of LAN 1
+	onPublic               // the first public host
+)
+
+func (e endpoint) node(l *Lab) *Node {
+	switch e {
+	case onLAN1:
+		return l.LANs[0].Hosts[0]
+	case onLAN2:
+		return l.LANs[1].Hosts[0]
+	case onLAN1Second:
+		return l.LANs[0].Hosts[1]
+	default:
+		return l.PublicHosts[0]
+	}
+}
+
+type cell struct {
+	name           string
+	callerDesc     string
+	calleeDesc     string
+	cfg            Config
+	caller, callee endpoint
+	want           string // "direct" or "relayed"
+	callFor        time.Duration
+	callerArgs     []string
+	// steady asks for audio throughout the call and the hang-up reaching
+	// the callee: the long call through short-lived mappings.
+	steady bool
+	// grid places the cell in the 4×4 NAT-pair table.
+	grid *[2]NATType
+}
+
+// needsRelay is the theory the matrix checks (RFC 4787 terms): hole
+// punching fails only when one side's mapping is address-and-port
+// dependent and the other side filters by port too.
+func needsRelay(a, b NATType) bool {
+	return (a == Symmetric && (b == Symmetric || b == PortRestrictedCone)) ||
+		(b == Symmetric && a == PortRestrictedCone)
+}
+
+// shortUDPTimeout is the conntrack UDP timeout of the keepalive cell's NATs.
+const shortUDPTimeout = 5 * time.Second
+
+func matrixCells() []cell {
+	var cells []cell
+	for i, a := range NATTypes {
+		for _, b := range NATTypes[i:] {
+			want := "direct"
+			if needsRelay(a, b) {
+				want = "relayed"
+			}
+			cells = append(cells, cell{
+				name:       fmt.Sprintf("%s to %s", a, b),
+				callerDesc: a.String(), calleeDesc: b.String(),
+				cfg:    Config{LANs: []LANConfig{{NAT: a}, {NAT: b}}},
+				caller: onLAN1, callee: onLAN2,
+				want: want, callFor: 4 * time.Second,
+				grid: &[2]NATType{a, b},
+			})
+		}
+	}
+	server := netip.AddrPortFrom(serverAddr, SIPPort)
+	turn := netip.AddrPortFrom(serverAddr, TURNPort)
+	cells = append(cells,
+		cell{
+			name:       "both phones on one LAN",
+			callerDesc: "port-restricted LAN", calleeDesc: "same LAN",
+			cfg:    Config{LANs: []LANConfig{{NAT: PortRestrictedCone, Hosts: 2}}},
+			caller: onLAN1, callee: onLAN1Second,
+			want: "direct", callFor: 4 * time.Second,
+		},
+		cell{
+			name:       "public address to symmetric",
+			callerDesc: "public address", calleeDesc: "symmetric",
+			cfg:    Config{LANs: []LANConfig{{NAT: Symmetric}}, PublicHosts: 1},
+			caller: onPublic, callee: onLAN1,
+			want: "direct", callFor: 4 * time.Second,
+		},
+		cell{
+			name:       "UDP blocked, TURN over TCP",
+			callerDesc: "UDP blocked (TCP to server only)", calleeDesc: "port-restricted",
+			cfg: Config{LANs: []LANConfig{
+				{NAT: PortRestrictedCone, TCPOnlyTo: []netip.AddrPort{server, turn}},
+				{NAT: PortRestrictedCone},
+			}},
+			caller: onLAN1, callee: onLAN2,
+			want: "relayed", callFor: 4 * time.Second,
+			callerArgs: []string{"--transport", "tcp", "--turn", fmt.Sprintf("turn:%s?transport=tcp", turn)},
+		},
+		cell{
+			name:       fmt.Sprintf("30 s call through %v mappings", shortUDPTimeout),
+			callerDesc: fmt.Sprintf("port-restricted, %v UDP timeout", shortUDPTimeout),
+			calleeDesc: fmt.Sprintf("port-restricted, %v UDP timeout", shortUDPTimeout),
+			cfg: Config{LANs: []LANConfig{
+				{NAT: PortRestrictedCone, UDPTimeout: shortUDPTimeout},
+				{NAT: PortRestrictedCone, UDPTimeout: shortUDPTimeout},
+			}},
+			caller: onLAN1, callee: onLAN2,
+			want: "direct", callFor: 30 * time.Second, steady: true,
+		},
+	)
+	return cells
+}
+
+// phoneStats is the part of punchline phone's --stats-json the lab reads.
+type phoneStats struct {
+	Route               string  `json:"route"`
+	LocalCandidateType  string  `json:"local_candidate_type"`
+	RemoteCandidateType string  `json:"remote_candidate_type"`
+	SetupMS             float64 `json:"setup_ms"`
+	RTPPacketsSent      int64   `json:"rtp_packets_sent"`
+	RTPPacketsReceived  int64   `json:"rtp_packets_received"`
+	LossFraction        float64 `json:"loss_fraction"`
+	MOS                 float64 `json:"mos"`
+}
+
+// cellResult is one row of the printed table.
+type cellResult struct {
+	cell
+	route     string
+	pair      string
+	setupMS   float64
+	audio     string
+	verdict   string
+	failure   string
+	completed bool
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+// punchlineBinary builds cmd/punchline once per test binary.
+func punchlineBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "punchline-lab-bin-")
+		if buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		builtBin, buildErr = BuildPunchline(ctx, buildDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// requirePhone skips (or, under PUNCHLINE_LAB, fails) when the binary's
+// phone command is still the placeholder.
+func requirePhone(t *testing.T, bin string) {
+	t.Helper()
+	out, _ := exec.Command(bin, "phone", "-h").CombinedOutput()
+	if strings.Contains(string(out), "not built yet") {
+		if os.Getenv("PUNCHLINE_LAB") != "" {
+			t.Fatalf("punchline phone is not built yet: the call matrix cannot run")
+		}
+		t.Skip("punchline phone is not built yet: call matrix skipped")
+	}
+}
+
+func TestCallMatrix(t *testing.T) {
+	requireLab(t)
+	bin := punchlineBinary(t)
+	requirePhone(t, bin)
+	t.Cleanup(func() { os.RemoveAll(buildDir) })
+
+	cells := matrixCells()
+	results := make([]*cellResult, len(cells))
+	t.Run("cells", func(t *testing.T) {
+		for i, c := range cells {
+			r := &cellResult{cell: c}
+			results[i] = r
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				runCell(t, bin, r)
+				if t.Failed() {
+					r.verdict = "FAIL"
+				} else {
+					r.verdict = "ok"
+				}
+			})
+		}
+	})
+	table := renderMatrix(results, time.Now().UTC())
+	t.Logf("kernel NAT lab call matrix:\n%s", table)
+	all := true
+	for _, r := range results {
+		all = all && r.completed
+	}
+	if !all {
+		// A partial run (-run, -short, a skip) must not overwrite the
+		// committed table.
+		return
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "testdata", "natlab", "matrix.md")
+	if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+		t.Errorf("write %s: %v", path, err)
+	} else {
+		t.Logf("table written to %s", path)
+	}
+}
+
+func runCell(t *testing.T, bin string, r *cellResult) {
+	c := r.cell
+	defer func() { r.completed = !t.Skipped() }()
+	r.route, r.audio = "-", "-"
+	fail := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if r.failure == "" {
+			r.failure = msg
+		}
+		t.Error(msg)
+	}
+	l := newLab(t, c.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), c.callFor+90*time.Second)
+	defer cancel()
+
+	// Measurement first: a cell behind a mislabelled NAT proves nothing.
+	if err := l.VerifyAll(ctx); err != nil {
+		fail("NAT verification: %v", err)
+		t.FailNow()
+	}
+	srv, err := l.StartServer(ctx, ServerConfig{
+		Binary:  bin,
+		DataDir: t.TempDir(),
+		Users:   map[string]string{"alice": "alice-secret", "bob": "bob-secret"},
+	})
+	if err != nil {
+		fail("serve: %v", err)
+		t.FailNow()
+	}
+	dir := t.TempDir()
+	phone := func(user string, node *Node, extra ...string) []string {
+		return append([]string{bin, "phone",
+			"--server", srv.SIP.String(), "--user", user, "--password", user + "-secret",
+			"--record", filepath.Join(dir, user+".wav"),
+			"--stats-json", filepath.Join(dir, user+".json"),
+		}, extra...)
+	}
+	// The callee waits longer than the call lasts: it must end because
+	// the caller's BYE reached it, not because its own timer ran out.
+	calleeLimit := c.callFor + 40*time.Second
+	callee, err := l.Start(ctx, c.callee.node(l), "bob (callee)", phone("bob", c.callee.node(l),
+		"--answer", "--tone", fmt.Sprint(calleeTone), "--duration", calleeLimit.String())...)
+	if err != nil {
+		fail("start callee: %v", err)
+		t.FailNow()
+	}
+	if err := waitRegistered(ctx, callee); err != nil {
+		fail("callee did not register: %v", err)
+		t.FailNow()
+	}
+	callerArgs := append([]string{"--call", "bob", "--tone", fmt.Sprint(callerTone), "--duration", c.callFor.String()}, c.callerArgs...)
+	caller, err := l.Start(ctx, c.caller.node(l), "alice (caller)", phone("alice", c.caller.node(l), callerArgs...)...)
+	if err != nil {
+		fail("start caller: %v", err)
+		t.FailNow()
+	}
+	callerErr := caller.Wait(ctx)
+	hungUp := time.Now()
+	if callerErr != nil {
+		fail("caller: %v\n%s", callerErr, Tail(caller.Output(), 30))
+	}
+	// The hang-up must reach the callee through its NAT within seconds.
+	byeCtx, byeCancel := context.WithTimeout(ctx, 10*time.Second)
+	calleeErr := callee.Wait(byeCtx)
+	byeCancel()
+	if calleeErr != nil {
+		fail("callee (ended %v after the caller hung up): %v\n%s", time.Since(hungUp).Round(time.Millisecond), calleeErr, Tail(callee.Output(), 30))
+		callee.Stop()
+	}
+	if t.Failed() {
+		t.Logf("server output:\n%s", Tail(srv.Output(), 40))
+	}
+
+	var stats [2]phoneStats
+	for i, user := range []string{"alice", "bob"} {
+		b, err := os.ReadFile(filepath.Join(dir, user+".json"))
+		if err == nil {
+			err = json.Unmarshal(b, &stats[i])
+		}
+		if err != nil {
+			fail("%s stats: %v", user, err)
+			return
+		}
+		t.Logf("%s: %+v", user, stats[i])
+	}
+	r.route = stats[0].Route
+	r.pair = stats[0].LocalCandidateType + "/" + stats[0].RemoteCandidateType
+	r.setupMS = stats[0].SetupMS
+	for i, user := range []string{"alice", "bob"} {
+		if stats[i].Route != c.want {
+			fail("%s's call went %q (%s/%s), want %s", user, stats[i].Route,
+				stats[i].LocalCandidateType, stats[i].RemoteCandidateType, c.want)
+		}
+	}
+
+	// Audio both ways, judged from what was recorded.
+	min := c.callFor/time.Second - 2
+	if c.steady {
+		min = c.callFor/time.Second - 4
+	}
+	var audio []string
+	for _, d := range []struct {
+		rec  string
+		tone float64
+		from string
+	}{{"bob", callerTone, "alice→bob"}, {"alice", calleeTone, "bob→alice"}} {
+		samples, err := media.ReadWAVFile(filepath.Join(dir, d.rec+".wav"))
+		if err != nil {
+			fail("%s recording: %v", d.rec, err)
+			continue
+		}
+		secs, gaps := toneSeconds(samples, d.tone)
+		audio = append(audio, fmt.Sprintf("%s %ds", d.from, secs))
+		if secs < int(min) {
+			fail("%s: %d s of the %v Hz tone in %.1f s recorded, want at least %d s", d.from, secs, d.tone,
+				float64(len(samples))/media.SampleRate, min)
+		}
+		if c.steady && gaps > 0 {
+			fail("%s: the tone dropped out for %d s in mid-call", d.from, gaps)
+		}
+	}
+	r.audio = strings.Join(audio, ", ")
+}
+
+// registeredLine is what the phone prints once its REGISTER succeeded.
+var registeredLine = regexp.MustCompile(`(?i)\bregistered\b`)
+
+// waitRegistered waits until the phone says it has registered.
+func waitRegistered(ctx context.Context, p *Process) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		changed := p.out.changed()
+		if registeredLine.MatchString(p.Output()) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-p.Done():
+			return fmt.Errorf("phone exited: %v\n%s", p.err, Tail(p.Output(), 20))
+		case <-ctx.Done():
+			return fmt.Errorf("%w\n%s", ctx.Err(), Tail(p.Output(), 20))
+		}
+	}
+}
+
+// toneSeconds splits a recording into one-second windows and counts those
+// whose energy is mostly at freq; gaps counts tone-less windows between the
+// first and the last window that carry it.
+func toneSeconds(samples []int16, freq float64) (secs, gaps int) {
+	const win = media.SampleRate
+	first, last := -1, -1
+	var has []bool
+	for i := 0; i+win <= len(samples); i += win {
+		ok := media.ToneLevel(samples[i:i+win], freq) >= 0.5
+		has = append(has, ok)
+		if ok {
+			secs++
+			if first < 0 {
+				first = len(has) - 1
+			}
+			last = len(has) - 1
+		}
+	}
+	for i := first + 1; i < last && first >= 0; i++ {
+		if !has[i] {
+			gaps++
+		}
+	}
+	return secs, gaps
+}
+
+// renderMatrix prints the results as markdown: the 4×4 NAT-pair grid,
+// then every cell with its details.
+func renderMatrix(results []*cellResult, at time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Kernel NAT lab: call matrix\n\n")
+	fmt.Fprintf(&b, "Produced %s by `go test ./internal/lab -run TestCallMatrix` (as root, PUNCHLINE_LAB=1):\n", at.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "real `punchline serve` and `punchline phone` processes in network namespaces behind nftables NATs,\n")
+	fmt.Fprintf(&b, "each NAT measured (RFC 5780) before use. Route and setup time (INVITE sent to first RTP received) per call.\n\n")
+	cellOf := map[[2]NATType]*cellResult{}
+	for _, r := range results {
+		if r.grid != nil {
+			cellOf[*r.grid] = r
+		}
+	}
+	b.WriteString("| caller ↓ / callee → |")
+	for _, n := range NATTypes {
+		fmt.Fprintf(&b, " %s |", n)
+	}
+	b.WriteString("\n|---|")
+	for range NATTypes {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for i, a := range NATTypes {
+		fmt.Fprintf(&b, "| **%s** |", a)
+		for j, bb := range NATTypes {
+			r := cellOf[[2]NATType{a, bb}]
+			if j < i || r == nil {
+				b.WriteString(" |")
+				continue
+			}
+			fmt.Fprintf(&b, " %s |", shortResult(r))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n| cell | caller | callee | expected | route | pair (local/remote) | setup | audio (tone seconds) | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		setup := "-"
+		if r.setupMS > 0 {
+			setup = fmt.Sprintf("%.0f ms", r.setupMS)
+		}
+		verdict := r.verdict
+		if verdict == "" {
+			verdict = "not run"
+		}
+		if r.failure != "" {
+			verdict += ": " + strings.SplitN(r.failure, "\n", 2)[0]
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.name, r.callerDesc, r.calleeDesc, r.want, orDash(r.route), orDash(r.pair), setup, r.audio, strings.ReplaceAll(verdict, "|", "/"))
+	}
+	return b.String()
+}
+
+func shortResult(r *cellResult) string {
+	s := orDash(r.route)
+	if r.setupMS > 0 {
+		s += fmt.Sprintf(" %.0f ms", r.setupMS)
+	}
+	if r.verdict != "ok" {
+		s += " ✗ (want " + r.want + ")"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" || s == "/" {
+		return "-"
+	}
+	return s
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// TestServeThroughNATs runs punchline serve in the lab and checks that its
+// STUN service answers phones behind every NAT type with the router's
+// public address: the plumbing every call cell stands on.
+func TestServeThroughNATs(t *testing.T) {
+	requireLab(t)
+	t.Parallel()
+	bin := punchlineBinary(t)
+	var lans []LANConfig
+	for _, n := range NATTypes {
+		lans = append(lans, LANConfig{NAT: n})
+	}
+	l := newLab(t, Config{LANs: lans})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := l.StartServer(ctx, ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: map[string]string{"alice": "pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lan := range l.LANs {
+		mapped, err := l.STUNMapped(ctx, lan.Hosts[0], srv.TURN)
+		if err != nil {
+			t.Fatalf("%s: %v\nserver:\n%s", lan.NAT, err, Tail(srv.Output(), 20))
+		}
+		if mapped.Addr() != lan.Router.Addr {
+			t.Errorf("%s: serve saw %s, want the router's public %s", lan.NAT, mapped, lan.Router.Addr)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Ports punchline serve listens on inside the lab.
+const (
+	SIPPort  = 5060
+	TURNPort = 3478
+)
+
+// BuildPunchline compiles the punchline command into dir and returns the
+// binary's path. It must run from inside the module (tests do).
+func BuildPunchline(ctx context.Context, dir string) (string, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "punchline")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, "github.com/punchline/punchline/cmd/punchline")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build punchline: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// ServerConfig says how to run punchline serve in the lab.
+type ServerConfig struct {
+	// Binary is the punchline executable (see BuildPunchline). Required.
+	Binary string
+	// DataDir holds the server's store. Required; use a fresh directory.
+	DataDir string
+	// Users maps account names to passwords; they are added before the
+	// server starts.
+	Users map[string]string
+	// Realm is the SIP and TURN realm. Empty means punchline's default.
+	Realm string
+	// Args are extra serve flags.
+	Args []string
+}
+
+// Server is punchline serve running on the lab's public segment.
+type Server struct {
+	*Process
+	// SIP is the SIP endpoint (UDP and TCP).
+	SIP netip.AddrPort
+	// TURN is the STUN/TURN endpoint (UDP and TCP).
+	TURN netip.AddrPort
+}
+
+// serverReady is the prefix of the line serve prints once it listens.
+const serverReady = "punchline ready"
+
+// StartServer adds the users and starts punchline serve in the public
+// namespace on the server address, SIP and TURN on UDP and TCP, and waits
+// for its readiness line. The lab stops it on Close.
+func (l *Lab) StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	if cfg.Binary == "" || cfg.DataDir == "" {
+		return nil, errors.New("start server: Binary and DataDir are required")
+	}
+	realm := []string{}
+	if cfg.Realm != "" {
+		realm = []string{"--realm", cfg.Realm}
+	}
+	names := make([]string, 0, len(cfg.Users))
+	for n := range cfg.Users {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		args := append([]string{cfg.Binary, "user", "add", n, "--password", cfg.Users[n], "--data", cfg.DataDir}, realm...)
+		if _, err := l.Run(ctx, l.Public, args...); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{
+		SIP:  netip.AddrPortFrom(serverAddr, SIPPort),
+		TURN: netip.AddrPortFrom(serverAddr, TURNPort),
+	}
+	args := []string{cfg.Binary, "serve", "--data", cfg.DataDir,
+		"--sip", fmt.Sprintf("udp:%s,tcp:%s", s.SIP, s.SIP),
+		"--turn", fmt.Sprintf("udp:%s,tcp:%s", s.TURN, s.TURN),
+		"--http", ""}
+	args = append(append(args, realm...), cfg.Args...)
+	p, err := l.Start(ctx, l.Public, "punchline serve", args...)
+	if err != nil {
+		return nil, err
+	}
+	s.Process = p
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := p.WaitOutput(wctx, serverReady); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Tail returns the last n lines of a process's output, for failure messages.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
