@@ -34,10 +34,10 @@ const (
 type endpoint int
 
 const (
-	onLAN1 endpoint = iota // first host of LAN 1
-	onLAN2                 // first host of LAN 2
-	onLAN1Second           // second host of LAN 1
-	onPublic               // the first public host
+	onLAN1       endpoint = iota // first host of LAN 1
+	onLAN2                       // first host of LAN 2
+	onLAN1Second                 // second host of LAN 1
+	onPublic                     // the first public host
 )
 
 func (e endpoint) node(l *Lab) *Node {
