@@ -149,26 +149,66 @@ type xmlMesh struct {
 	Forwarder  string `xml:"forwarder,attr,omitempty"`
 }
 
+// Output mirrors: children carry no namespace of their own and so inherit
+// the root's default namespace, which keeps the document small (a roster
+// of eight fits one UDP datagram comfortably).
+type outConferenceInfo struct {
+	XMLName     xml.Name        `xml:"urn:ietf:params:xml:ns:conference-info conference-info"`
+	Entity      string          `xml:"entity,attr"`
+	State       string          `xml:"state,attr,omitempty"`
+	Version     uint32          `xml:"version,attr"`
+	Description *outDescription `xml:"conference-description"`
+	ConfState   *outConfState   `xml:"conference-state"`
+	Users       *outUsers       `xml:"users"`
+}
+
+type outDescription struct {
+	Subject string `xml:"subject,omitempty"`
+}
+
+type outConfState struct {
+	UserCount int  `xml:"user-count"`
+	Active    bool `xml:"active"`
+}
+
+type outUsers struct {
+	User []outUser `xml:"user"`
+}
+
+type outUser struct {
+	Entity      string       `xml:"entity,attr"`
+	State       string       `xml:"state,attr,omitempty"`
+	DisplayText string       `xml:"display-text,omitempty"`
+	Endpoint    *outEndpoint `xml:"endpoint"`
+	Mesh        *xmlMesh     `xml:"urn:punchline:params:xml:ns:mesh mesh"`
+}
+
+type outEndpoint struct {
+	Entity        string `xml:"entity,attr,omitempty"`
+	Status        string `xml:"status,omitempty"`
+	JoiningMethod string `xml:"joining-method,omitempty"`
+}
+
 // Marshal encodes the document as application/conference-info+xml.
 func (c *ConferenceInfo) Marshal() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	x := xmlConferenceInfo{
+	x := outConferenceInfo{
 		Entity:    c.Entity,
 		State:     c.State,
 		Version:   c.Version,
-		ConfState: &xmlConfState{UserCount: 0, Active: true},
-		Users:     &xmlUsers{},
+		ConfState: &outConfState{UserCount: 0, Active: true},
+		Users:     &outUsers{},
 	}
 	if x.State == "" {
 		x.State = StateFull
 	}
 	if c.Subject != "" {
-		x.Description = &xmlDescription{Subject: c.Subject}
+		x.Description = &outDescription{Subject: c.Subject}
 	}
 	for _, u := range c.Users {
-		xu := xmlUser{
+		xu := outUser{
 			Entity:      u.Entity,
 			State:       u.State,
 			DisplayText: u.DisplayText,
@@ -183,7 +223,7 @@ func (c *ConferenceInfo) Marshal() ([]byte, error) {
 			xu.State = StateFull
 		}
 		if u.Status != "" || u.JoiningMethod != "" {
-			xu.Endpoint = &xmlEndpoint{Entity: u.Entity, Status: u.Status, JoiningMethod: u.JoiningMethod}
+			xu.Endpoint = &outEndpoint{Entity: u.Entity, Status: u.Status, JoiningMethod: u.JoiningMethod}
 		}
 		if u.State != StateDeleted {
 			x.ConfState.UserCount++
@@ -193,7 +233,6 @@ func (c *ConferenceInfo) Marshal() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
 	enc := xml.NewEncoder(&buf)
-	enc.Indent("", " ")
 	if err := enc.Encode(x); err != nil {
 		return nil, fmt.Errorf("encode conference-info: %w", err)
 	}

@@ -1,4 +1,4 @@
-package conference
+package focus
 
 import (
 	"reflect"

@@ -1,0 +1,312 @@
+package conference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/punchline/punchline/sip/focus"
+)
+
+// SubscriberConfig configures a roster subscription.
+type SubscriberConfig struct {
+	// Server is the SIP server "host:port". Required.
+	Server string
+	// Transport is "udp" (default) or "tcp".
+	Transport string
+	// User and Password are the account's credentials. User is required.
+	User, Password string
+	// Domain is the SIP domain (realm) of room and user URIs. Default: the
+	// host of Server.
+	Domain string
+	// Room is the room name (without "room-"). Required.
+	Room string
+	// PIN is the room PIN, if the room has one.
+	PIN string
+	// UploadKbps is the upload budget to declare; 0 = unlimited.
+	UploadKbps int
+	// Expires is the subscription lifetime to ask for. Default 6 s (the
+	// focus grants at most its SubscriptionTTL); refreshes go out at half
+	// the granted time.
+	Expires time.Duration
+	// Log is the logger; nil discards.
+	Log *slog.Logger
+}
+
+// Subscriber holds one participant's subscription to a room's roster: the
+// join itself. It refreshes the subscription until Close (which leaves the
+// room) and delivers every roster the focus NOTIFYs.
+type Subscriber struct {
+	cfg    SubscriberConfig
+	log    *slog.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the dialog state and latest.
+	mu        sync.Mutex
+	callID    string
+	fromTag   string
+	toTag     string
+	cseq      uint32
+	granted   time.Duration
+	latest    *focus.ConferenceInfo
+	updates   chan struct{}
+	closeOnce sync.Once
+	lastErr   error
+}
+
+// Subscribe joins the room: it sends the authenticated SUBSCRIBE and
+// returns once the focus accepted it. The first roster arrives on Updates
+// shortly after.
+func Subscribe(ctx context.Context, cfg SubscriberConfig) (*Subscriber, error) {
+	if cfg.Server == "" || cfg.User == "" || cfg.Room == "" {
+		return nil, errors.New("subscribe: server, user and room are required")
+	}
+	if cfg.Transport == "" {
+		cfg.Transport = "udp"
+	}
+	if cfg.Domain == "" {
+		host, _, err := net.SplitHostPort(cfg.Server)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe: server %q: %w", cfg.Server, err)
+		}
+		cfg.Domain = host
+	}
+	if cfg.Expires <= 0 {
+		cfg.Expires = focus.DefaultSubscriptionTTL
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.User), sipgo.WithUserAgentHostname(cfg.Domain))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
+	client, err := sipgo.NewClient(ua)
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Subscriber{
+		cfg: cfg, log: cfg.Log.With("subsystem", "conference", "room", cfg.Room),
+		ua: ua, srv: srv, client: client,
+		ctx: sctx, cancel: cancel,
+		callID:  sip.GenerateTagN(24),
+		fromTag: sip.GenerateTagN(12),
+		cseq:    1,
+		updates: make(chan struct{}, 1),
+	}
+	srv.OnNotify(s.onNotify)
+	granted, err := s.subscribe(ctx, cfg.Expires)
+	if err != nil {
+		s.shutdown()
+		return nil, err
+	}
+	s.mu.Lock()
+	s.granted = granted
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.refreshLoop()
+	return s, nil
+}
+
+// Updates signals that a newer roster is available from Roster.
+func (s *Subscriber) Updates() <-chan struct{} { return s.updates }
+
+// Roster returns the latest roster (nil before the first NOTIFY).
+func (s *Subscriber) Roster() *focus.ConferenceInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest
+}
+
+// Err returns the last refresh error (the subscription may have ended).
+func (s *Subscriber) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
+}
+
+func (s *Subscriber) roomURI() sip.Uri {
+	return sip.Uri{Scheme: "sip", User: focus.RoomPrefix + s.cfg.Room, Host: s.cfg.Domain}
+}
+
+// subscribe sends one SUBSCRIBE (initial, refresh or, with expires 0,
+// unsubscribe) and returns the granted lifetime.
+func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time.Duration, error) {
+	host, portStr, err := net.SplitHostPort(s.cfg.Server)
+	if err != nil {
+		return 0, err
+	}
+	port, _ := strconv.Atoi(portStr)
+	s.mu.Lock()
+	s.cseq++
+	cseq := s.cseq
+	toTag := s.toTag
+	s.mu.Unlock()
+
+	req := sip.NewRequest(sip.SUBSCRIBE, s.roomURI())
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.User, Host: s.cfg.Domain}, Params: sip.NewParams()}
+	from.Params.Add("tag", s.fromTag)
+	to := &sip.ToHeader{Address: s.roomURI(), Params: sip.NewParams()}
+	if toTag != "" {
+		to.Params.Add("tag", toTag)
+	}
+	callID := sip.CallIDHeader(s.callID)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.SUBSCRIBE})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.User, Host: s.cfg.Domain}})
+	req.AppendHeader(sip.NewHeader("Event", focus.EventPackage))
+	req.AppendHeader(sip.NewHeader("Accept", focus.ContentType))
+	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	if s.cfg.PIN != "" {
+		req.AppendHeader(sip.NewHeader(focus.HeaderPIN, s.cfg.PIN))
+	}
+	if s.cfg.UploadKbps > 0 {
+		req.AppendHeader(sip.NewHeader(focus.HeaderUploadKbps, strconv.Itoa(s.cfg.UploadKbps)))
+	}
+	req.SetTransport(s.cfg.Transport)
+	req.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
+
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := s.client.Do(tctx, req)
+	if err != nil {
+		return 0, fmt.Errorf("subscribe room-%s: %w", s.cfg.Room, err)
+	}
+	if res.StatusCode == 401 || res.StatusCode == 407 {
+		// The digest retry is a new transaction with CSeq+1 (sipgo bumps it).
+		res, err = s.client.DoDigestAuth(tctx, req, res, sipgo.DigestAuth{Username: s.cfg.User, Password: s.cfg.Password})
+		if err != nil {
+			return 0, fmt.Errorf("subscribe room-%s: %w", s.cfg.Room, err)
+		}
+		s.mu.Lock()
+		if c := req.CSeq(); c != nil && c.SeqNo > s.cseq {
+			s.cseq = c.SeqNo
+		}
+		s.mu.Unlock()
+	}
+	if !res.IsSuccess() {
+		return 0, fmt.Errorf("subscribe room-%s: %d %s", s.cfg.Room, res.StatusCode, res.Reason)
+	}
+	if t, ok := res.To().Params.Get("tag"); ok {
+		s.mu.Lock()
+		s.toTag = t
+		s.mu.Unlock()
+	}
+	granted := expires
+	if h := res.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(h.Value()); err == nil && n >= 0 {
+			granted = time.Duration(n) * time.Second
+		}
+	}
+	return granted, nil
+}
+
+func (s *Subscriber) refreshLoop() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		wait := s.granted / 2
+		s.mu.Unlock()
+		if wait < 500*time.Millisecond {
+			wait = 500 * time.Millisecond
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		g, err := s.subscribe(s.ctx, s.cfg.Expires)
+		s.mu.Lock()
+		s.lastErr = err
+		if err == nil {
+			s.granted = g
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("roster refresh failed", "err", err)
+		}
+	}
+}
+
+func (s *Subscriber) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	if req.CallID() == nil || req.CallID().Value() != s.callID {
+		tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil)) //nolint:errcheck
+		return
+	}
+	ci, err := focus.ParseConferenceInfo(req.Body())
+	if err != nil {
+		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Conference Info", nil)) //nolint:errcheck
+		return
+	}
+	tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil)) //nolint:errcheck
+	s.mu.Lock()
+	// RFC 4575 §4.6: drop documents older than what we have. Equal versions
+	// carry the same full state and are harmless.
+	if s.latest != nil && ci.Version < s.latest.Version {
+		s.mu.Unlock()
+		return
+	}
+	s.latest = ci
+	s.mu.Unlock()
+	select {
+	case s.updates <- struct{}{}:
+	default:
+	}
+}
+
+// Close leaves the room (SUBSCRIBE with Expires: 0) and stops. It is
+// idempotent.
+func (s *Subscriber) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.subscribe(ctx, 0)
+		cancel()
+		if err != nil {
+			s.log.Debug("unsubscribe", "err", err)
+		}
+		s.shutdown()
+	})
+	return nil
+}
+
+// Abandon stops refreshing without telling the focus, as a crashed phone
+// would; tests use it to show that the focus notices on its own.
+func (s *Subscriber) Abandon() {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.shutdown()
+	})
+}
+
+func (s *Subscriber) shutdown() {
+	s.cancel()
+	s.client.Close()
+	s.srv.Close()
+	s.ua.Close()
+}

@@ -1,0 +1,198 @@
+package focus_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/goleak"
+
+	"github.com/punchline/punchline/internal/conference"
+	"github.com/punchline/punchline/sip/focus"
+)
+
+// harness is a minimal SIP front for the focus: a sipgo server on a
+// loopback UDP port that hands every request to the focus, trusting the
+// From user as authenticated (the real server's digest check is tested in
+// package sip; here the focus's own behaviour is under test).
+type harness struct {
+	f    *focus.Focus
+	addr string
+	stop func()
+}
+
+func newHarness(t *testing.T, cfg focus.Config) *harness {
+	t.Helper()
+	// As the real server does (sip.New): rosters and SDP with many
+	// candidates exceed sipgo's default 1300-byte UDP limit; on loopback and
+	// in the lab the path MTU is no concern.
+	if sip.UDPMTUSize < 65000 {
+		sip.UDPMTUSize = 65000
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("focus-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sipgo.NewClient(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	cfg.Client = client
+	cfg.ContactHost, cfg.ContactPort = "127.0.0.1", port
+	if cfg.Realm == "" {
+		cfg.Realm = "example.org"
+	}
+	f, err := focus.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(req *sip.Request, tx sip.ServerTransaction) {
+		user := ""
+		if req.Method == sip.SUBSCRIBE || req.Method == sip.INVITE {
+			user = req.From().Address.User
+		}
+		f.HandleRoom(req, tx, user)
+	}
+	for _, m := range []sip.RequestMethod{sip.SUBSCRIBE, sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS} {
+		srv.OnRequest(m, h)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeUDP(pc) //nolint:errcheck // ends on close.
+	}()
+	hh := &harness{f: f, addr: "127.0.0.1:" + strconv.Itoa(port)}
+	hh.stop = func() {
+		f.Close()
+		client.Close()
+		srv.Close()
+		pc.Close()
+		ua.Close()
+		<-done
+	}
+	return hh
+}
+
+// testLogger sends the focus's logs to the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func waitRoster(t *testing.T, s *conference.Subscriber, timeout time.Duration, ok func(users []string) bool) ([]string, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	deadline := time.After(timeout)
+	for {
+		var users []string
+		if ci := s.Roster(); ci != nil {
+			for _, u := range ci.Users {
+				users = append(users, u.DisplayText)
+			}
+			if ok(users) {
+				return users, time.Since(start)
+			}
+		}
+		select {
+		case <-s.Updates():
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("roster never matched; last %v", users)
+		}
+	}
+}
+
+func sameSet(got []string, want ...string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, g := range got {
+		m[g] = true
+	}
+	for _, w := range want {
+		if !m[w] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRosterNotifiedAndVanishedParticipantDroppedWithinTenSeconds(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*TransportLayer).ListenAndServe"))
+	h := newHarness(t, focus.Config{Log: testLogger(t)})
+	defer h.stop()
+	ctx := context.Background()
+	sub := func(user string) *conference.Subscriber {
+		s, err := conference.Subscribe(ctx, conference.SubscriberConfig{Server: h.addr, User: user, Password: "x", Domain: "example.org", Room: "standup"})
+		if err != nil {
+			t.Fatalf("%s subscribe: %v", user, err)
+		}
+		return s
+	}
+	alice := sub("alice")
+	defer alice.Close()
+	bob := sub("bob")
+	carol := sub("carol")
+	defer carol.Close()
+	waitRoster(t, alice, 5*time.Second, func(u []string) bool { return sameSet(u, "alice", "bob", "carol") })
+	waitRoster(t, carol, 5*time.Second, func(u []string) bool { return sameSet(u, "alice", "bob", "carol") })
+	ci := alice.Roster()
+	if ci.Entity != "sip:room-standup@example.org" || ci.Users[0].DisplayText != "alice" || ci.Users[0].Seq >= ci.Users[2].Seq {
+		t.Fatalf("roster header or join order wrong: %+v", ci)
+	}
+
+	// bob crashes: no unsubscribe, no more refreshes.
+	bob.Abandon()
+	users, took := waitRoster(t, alice, 12*time.Second, func(u []string) bool { return sameSet(u, "alice", "carol") })
+	t.Logf("bob gone from alice's roster after %v: %v", took.Round(100*time.Millisecond), users)
+	if took >= 10*time.Second {
+		t.Fatalf("vanished participant dropped after %v, want < 10 s", took)
+	}
+	// The survivors keep their subscriptions (refreshes keep working).
+	if err := alice.Err(); err != nil {
+		t.Fatalf("alice's refresh failed: %v", err)
+	}
+	// A clean leave is seen at once.
+	carol.Close()
+	waitRoster(t, alice, 3*time.Second, func(u []string) bool { return sameSet(u, "alice") })
+	if n := h.f.Bytes("standup"); n != 0 {
+		t.Fatalf("a pure mesh room carried %d media bytes through the server", n)
+	}
+}
+
+func TestRoomPIN(t *testing.T) {
+	h := newHarness(t, focus.Config{PINs: map[string]string{"board": "4321"}})
+	defer h.stop()
+	ctx := context.Background()
+	_, err := conference.Subscribe(ctx, conference.SubscriberConfig{Server: h.addr, User: "eve", Domain: "example.org", Room: "board", PIN: "0000"})
+	if err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("wrong PIN must be refused with 403, got %v", err)
+	}
+	s, err := conference.Subscribe(ctx, conference.SubscriberConfig{Server: h.addr, User: "ann", Domain: "example.org", Room: "board", PIN: "4321"})
+	if err != nil {
+		t.Fatalf("right PIN: %v", err)
+	}
+	s.Close()
+}
