@@ -2,7 +2,7 @@ package relay
 
 import (
 	"crypto/hmac"
-	"crypto/md5" //nolint:gosec // RFC 8489 §9.2.2 long-term key is MD5 by definition.
+	"crypto/md5"  //nolint:gosec // RFC 8489 §9.2.2 long-term key is MD5 by definition.
 	"crypto/sha1" //nolint:gosec // TURN REST passwords are HMAC-SHA1 by definition.
 	"encoding/base64"
 	"errors"

@@ -16,6 +16,7 @@ const (
 	typeAllocateRequest    = 0x0003
 	typeRefreshRequest     = 0x0004
 	typeChannelBindRequest = 0x0009
+	typeCreatePermRequest  = 0x0008
 )
 
 // inspector looks at each inbound datagram or TCP frame before pion
@@ -29,6 +30,10 @@ const (
 //   - ChannelBind to a peer the policy refuses is answered here with 403
 //     Forbidden (RFC 8656 §11.2): pion would answer 401, which tells a
 //     client to retry its credentials rather than give up on that peer.
+//   - Refresh, CreatePermission and ChannelBind on a 5-tuple without an
+//     allocation are answered with 437 Allocation Mismatch (RFC 8656 §7.3,
+//     §9.2, §11.2); pion drops them silently and the client would only
+//     learn by timing out.
 //
 // Messages it cannot verify (bad integrity, unknown user) are left for pion
 // to refuse with the proper 400/401/438.
@@ -37,17 +42,19 @@ type inspector struct {
 	keyFor      func(username, realm string) ([]byte, bool)
 	peerAllowed func(net.IP) bool
 	refused     func(peer net.IP) // called when a ChannelBind is refused here
+	// hasAllocation reports whether the 5-tuple (client, local) has one.
+	hasAllocation func(client, local net.Addr) bool
 }
 
 // inspect returns the length of the message now in b[:n] (a rewrite keeps
 // the length), or a reply to send to the client instead of passing the
 // message on.
-func (in *inspector) inspect(b []byte, n int) (int, []byte) {
+func (in *inspector) inspect(b []byte, n int, client, local net.Addr) (int, []byte) {
 	if n < stunHeaderSize || n > len(b) || b[0]&0xC0 != 0 {
 		return n, nil
 	}
 	t := binary.BigEndian.Uint16(b[0:2])
-	if (t != typeAllocateRequest && t != typeRefreshRequest && t != typeChannelBindRequest) ||
+	if (t != typeAllocateRequest && t != typeRefreshRequest && t != typeChannelBindRequest && t != typeCreatePermRequest) ||
 		binary.BigEndian.Uint32(b[4:8]) != stunMagicCookie {
 		return n, nil
 	}
@@ -55,10 +62,39 @@ func (in *inspector) inspect(b []byte, n int) (int, []byte) {
 	if err := m.Decode(); err != nil || !m.Contains(stun.AttrMessageIntegrity) {
 		return n, nil
 	}
-	if t == typeChannelBindRequest {
+	if t != typeAllocateRequest && !in.hasAllocation(client, local) {
+		return n, in.mismatch(m)
+	}
+	switch t {
+	case typeChannelBindRequest:
 		return n, in.channelBind(m)
+	case typeCreatePermRequest:
+		return n, nil
 	}
 	return in.clampLifetime(b, n, m), nil
+}
+
+// mismatch answers 437 to an authenticated request without an allocation.
+func (in *inspector) mismatch(m *stun.Message) []byte {
+	key, ok := in.verified(m)
+	if !ok {
+		return nil
+	}
+	return errorReply(m, stun.CodeAllocMismatch, key)
+}
+
+func errorReply(m *stun.Message, code stun.ErrorCode, key []byte) []byte {
+	reply, err := stun.Build(
+		stun.NewTransactionIDSetter(m.TransactionID),
+		stun.NewType(m.Type.Method, stun.ClassErrorResponse),
+		code,
+		stun.MessageIntegrity(key),
+		stun.Fingerprint,
+	)
+	if err != nil {
+		return nil
+	}
+	return reply.Raw
 }
 
 // verified returns the key m is signed with, if it checks.
@@ -85,17 +121,7 @@ func (in *inspector) channelBind(m *stun.Message) []byte {
 		return nil
 	}
 	in.refused(peer.IP)
-	reply, err := stun.Build(
-		stun.NewTransactionIDSetter(m.TransactionID),
-		stun.NewType(stun.MethodChannelBind, stun.ClassErrorResponse),
-		stun.CodeForbidden,
-		stun.MessageIntegrity(key),
-		stun.Fingerprint,
-	)
-	if err != nil {
-		return nil
-	}
-	return reply.Raw
+	return errorReply(m, stun.CodeForbidden, key)
 }
 
 func (in *inspector) clampLifetime(b []byte, n int, m *stun.Message) int {

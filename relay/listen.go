@@ -36,7 +36,7 @@ func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			c.exit.Do(c.s.loops.Done)
 			return n, addr, err
 		}
-		n, reply := c.s.inspect.inspect(p, n)
+		n, reply := c.s.inspect.inspect(p, n, addr, c.PacketConn.LocalAddr())
 		if reply == nil {
 			return n, addr, nil
 		}
@@ -126,7 +126,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		n, reply := c.s.inspect.inspect(c.buf, n)
+		n, reply := c.s.inspect.inspect(c.buf, n, c.Conn.RemoteAddr(), c.Conn.LocalAddr())
 		if reply != nil {
 			if _, err := c.Conn.Write(reply); err != nil {
 				return 0, err

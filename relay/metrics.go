@@ -18,9 +18,9 @@ type metrics struct {
 	droppedToClient prometheus.Counter
 
 	authFailures *prometheus.CounterVec // by reason
-	refusedPeers    prometheus.Counter
-	quotaUser       prometheus.Counter
-	quotaTotal      prometheus.Counter
+	refusedPeers prometheus.Counter
+	quotaUser    prometheus.Counter
+	quotaTotal   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

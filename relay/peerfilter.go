@@ -12,27 +12,27 @@ import (
 // turn the relay into a way into the operator's own network (RFC 8656 §21.3;
 // coturn refuses the same families by default).
 var defaultDenied = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),       // "this network" (RFC 791); 0.0.0.0 reaches the host itself
-	netip.MustParsePrefix("10.0.0.0/8"),      // private (RFC 1918)
-	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space, carrier NAT (RFC 6598)
-	netip.MustParsePrefix("127.0.0.0/8"),     // loopback
-	netip.MustParsePrefix("169.254.0.0/16"),  // link-local, cloud metadata services
-	netip.MustParsePrefix("172.16.0.0/12"),   // private (RFC 1918)
-	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments (RFC 6890)
-	netip.MustParsePrefix("192.168.0.0/16"),  // private (RFC 1918)
-	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking (RFC 2544), often lab networks
-	netip.MustParsePrefix("224.0.0.0/4"),     // multicast
-	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, 255.255.255.255 broadcast included
-	netip.MustParsePrefix("::/128"),          // unspecified
-	netip.MustParsePrefix("::1/128"),         // loopback
-	netip.MustParsePrefix("::/96"),           // deprecated IPv4-compatible addresses
-	netip.MustParsePrefix("100::/64"),        // discard-only (RFC 6666)
-	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64 (RFC 8215)
-	netip.MustParsePrefix("fc00::/7"),        // unique local (RFC 4193)
-	netip.MustParsePrefix("fe80::/10"),       // link-local
-	netip.MustParsePrefix("fec0::/10"),       // deprecated site-local
-	netip.MustParsePrefix("ff00::/8"),        // multicast
-	netip.MustParsePrefix("2001:db8::/32"),   // documentation; never a real peer
+	netip.MustParsePrefix("0.0.0.0/8"),      // "this network" (RFC 791); 0.0.0.0 reaches the host itself
+	netip.MustParsePrefix("10.0.0.0/8"),     // private (RFC 1918)
+	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space, carrier NAT (RFC 6598)
+	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
+	netip.MustParsePrefix("169.254.0.0/16"), // link-local, cloud metadata services
+	netip.MustParsePrefix("172.16.0.0/12"),  // private (RFC 1918)
+	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments (RFC 6890)
+	netip.MustParsePrefix("192.168.0.0/16"), // private (RFC 1918)
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking (RFC 2544), often lab networks
+	netip.MustParsePrefix("224.0.0.0/4"),    // multicast
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, 255.255.255.255 broadcast included
+	netip.MustParsePrefix("::/128"),         // unspecified
+	netip.MustParsePrefix("::1/128"),        // loopback
+	netip.MustParsePrefix("::/96"),          // deprecated IPv4-compatible addresses
+	netip.MustParsePrefix("100::/64"),       // discard-only (RFC 6666)
+	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64 (RFC 8215)
+	netip.MustParsePrefix("fc00::/7"),       // unique local (RFC 4193)
+	netip.MustParsePrefix("fe80::/10"),      // link-local
+	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
+	netip.MustParsePrefix("ff00::/8"),       // multicast
+	netip.MustParsePrefix("2001:db8::/32"),  // documentation; never a real peer
 }
 
 // nat64 is the well-known NAT64 prefix (RFC 6052): a peer there is really

@@ -54,6 +54,9 @@ type Server struct {
 	// loops, TCP/TLS client connections and relay sockets.
 	loops sync.WaitGroup
 
+	// live holds the 5-tuples (client, local) that have an allocation.
+	live sync.Map
+
 	mu      sync.Mutex // guards streams and closed
 	streams map[*streamConn]struct{}
 	closed  bool
@@ -446,6 +449,10 @@ func (s *Server) newInspector() *inspector {
 		maxL:        s.cfg.MaxLifetime,
 		keyFor:      s.keyFor,
 		peerAllowed: s.filter.AllowedIP,
+		hasAllocation: func(client, local net.Addr) bool {
+			_, ok := s.live.Load(tupleKey(client, local))
+			return ok
+		},
 		refused: func(peer net.IP) {
 			s.metrics.refusedPeers.Inc()
 			s.log.Info("peer refused by policy", "peer", peer, "request", "ChannelBind")
@@ -474,11 +481,13 @@ func (s *Server) eventHandler() turn.EventHandler {
 				s.log.Debug("auth refused", "client", src, "username", username, "method", method, "reason", "bad_password")
 			}
 		},
-		OnAllocationCreated: func(src, _ net.Addr, proto, user, _ string, relay net.Addr, _ int) {
+		OnAllocationCreated: func(src, dst net.Addr, proto, user, _ string, relay net.Addr, _ int) {
+			s.live.Store(tupleKey(src, dst), struct{}{})
 			m.allocations.Inc()
 			s.log.Debug("allocation created", "client", src, "transport", proto, "user", user, "relay", relay)
 		},
-		OnAllocationDeleted: func(src, _ net.Addr, _, user, _ string) {
+		OnAllocationDeleted: func(src, dst net.Addr, _, user, _ string) {
+			s.live.Delete(tupleKey(src, dst))
 			m.allocations.Dec()
 			s.log.Debug("allocation deleted", "client", src, "user", user)
 		},
@@ -495,4 +504,8 @@ func (s *Server) eventHandler() turn.EventHandler {
 			m.channels.Dec()
 		},
 	}
+}
+
+func tupleKey(client, local net.Addr) string {
+	return client.String() + "|" + local.String()
 }
