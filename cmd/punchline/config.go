@@ -44,8 +44,15 @@ type serveConfig struct {
 	// kernel choose.
 	TURNRelayPorts string `yaml:"turn_relay_ports"`
 
+	// SIPRateLimit is the per-source-IP SIP request rate (requests/s) above
+	// which a source is answered 503. 0 means the default; negative turns
+	// the limiter off (benchmarks from one source address need that).
+	SIPRateLimit int `yaml:"sip_rate_limit"`
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// Pprof mounts net/http/pprof on the HTTP listener.
+	Pprof bool `yaml:"pprof"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -131,7 +138,9 @@ func bindServeFlags(fs *flag.FlagSet, cfg *serveConfig) *string {
 	fs.Var(repeatFlag{&cfg.TURNAllowPeer}, "turn-allow-peer", "CIDR of peers the relay may reach although refused by default (repeatable)")
 	fs.Var(repeatFlag{&cfg.TURNDenyPeer}, "turn-deny-peer", "CIDR of further peers the relay must refuse (repeatable)")
 	fs.StringVar(&cfg.TURNRelayPorts, "turn-relay-ports", cfg.TURNRelayPorts, "relay port range min-max")
+	fs.IntVar(&cfg.SIPRateLimit, "sip-rate-limit", cfg.SIPRateLimit, "SIP requests/s allowed per source IP before 503 (0 = default, negative = off)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve net/http/pprof on the --http listener (for profiling)")
 	return configFile
 }
 
