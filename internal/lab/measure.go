@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -218,7 +219,8 @@ func (l *Lab) VerifyAll(ctx context.Context) error {
 			switch {
 			case err != nil:
 				errs[len(l.LANs)+i] = err
-			case len(rep.Mapped) == 0 || !rep.PortPreserved || rep.Behavior != FullCone.Expected():
+			case len(rep.Mapped) == 0 || !rep.PortPreserved || rep.Behavior != FullCone.Expected() ||
+				!strings.HasPrefix(rep.Mapped[0], h.Addr.String()+":"):
 				errs[len(l.LANs)+i] = fmt.Errorf("%w: public host %s is not reached as is: %+v", ErrNATMismatch, h.Role, rep)
 			}
 		}()

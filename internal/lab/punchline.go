@@ -22,16 +22,26 @@ const (
 // BuildPunchline compiles the punchline command into dir and returns the
 // binary's path. It must run from inside the module (tests do).
 func BuildPunchline(ctx context.Context, dir string) (string, error) {
+	return goBuild(ctx, dir, "punchline", "github.com/punchline/punchline/cmd/punchline")
+}
+
+// BuildProbe compiles natprobe into dir and returns its path, for
+// Config.Probe in tests outside this package.
+func BuildProbe(ctx context.Context, dir string) (string, error) {
+	return goBuild(ctx, dir, "natprobe", "github.com/punchline/punchline/internal/lab/cmd/natprobe")
+}
+
+func goBuild(ctx context.Context, dir, name, pkg string) (string, error) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out := filepath.Join(dir, "punchline")
+	out := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, "github.com/punchline/punchline/cmd/punchline")
+	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, pkg)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build punchline: %w\n%s", err, b)
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, b)
 	}
 	return out, nil
 }
