@@ -9,6 +9,7 @@ package store
 
 import (
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -214,6 +215,32 @@ func (s *Store) Bindings() (map[string][]byte, error) {
 			out[string(k)] = append([]byte(nil), v...)
 			return nil
 		})
+	})
+	return out, err
+}
+
+var bucketMeta = []byte("meta")
+
+// Secret returns a 32-byte random secret named name, creating and storing
+// it on first use. The registrar signs nonces and Record-Route flow tokens
+// with it, so that both stay valid across a restart.
+func (s *Store) Secret(name string) ([]byte, error) {
+	var out []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		key := []byte("secret:" + name)
+		if v := b.Get(key); len(v) == 32 {
+			out = append([]byte(nil), v...)
+			return nil
+		}
+		out = make([]byte, 32)
+		if _, err := rand.Read(out); err != nil {
+			return err
+		}
+		return b.Put(key, out)
 	})
 	return out, err
 }

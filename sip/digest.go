@@ -1,0 +1,340 @@
+package sip
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Credentials are the parameters of an Authorization or
+// Proxy-Authorization header using the Digest scheme (RFC 2617 §3.2.2,
+// RFC 8760 for SHA-256).
+type Credentials struct {
+	Username  string
+	Realm     string
+	Nonce     string
+	URI       string
+	Response  string
+	Algorithm string // "MD5" (default when absent) or "SHA-256"
+	CNonce    string
+	Opaque    string
+	QOP       string // "" or "auth"
+	NC        uint32 // nonce count; 0 when absent
+	hasNC     bool
+}
+
+// ParseCredentials parses a Digest credentials header value. It is strict
+// about structure (quoted strings must close, names are tokens) and
+// lenient about unknown parameters, which it ignores.
+func ParseCredentials(v string) (Credentials, error) {
+	var c Credentials
+	v = strings.TrimSpace(v)
+	scheme, rest, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Digest") {
+		return c, fmt.Errorf("%w: scheme is not Digest", ErrMalformedDigest)
+	}
+	params, err := parseAuthParams(rest)
+	if err != nil {
+		return c, err
+	}
+	for k, val := range params {
+		switch k {
+		case "username":
+			c.Username = val
+		case "realm":
+			c.Realm = val
+		case "nonce":
+			c.Nonce = val
+		case "uri":
+			c.URI = val
+		case "response":
+			c.Response = strings.ToLower(val)
+		case "algorithm":
+			c.Algorithm = strings.ToUpper(val)
+		case "cnonce":
+			c.CNonce = val
+		case "opaque":
+			c.Opaque = val
+		case "qop":
+			c.QOP = strings.ToLower(val)
+		case "nc":
+			n, err := strconv.ParseUint(val, 16, 32)
+			if err != nil || len(val) != 8 {
+				return c, fmt.Errorf("%w: nc %q is not 8 hex digits", ErrMalformedDigest, val)
+			}
+			c.NC, c.hasNC = uint32(n), true
+		}
+	}
+	if c.Algorithm == "" {
+		c.Algorithm = "MD5"
+	}
+	switch {
+	case c.Username == "":
+		return c, fmt.Errorf("%w: no username", ErrMalformedDigest)
+	case c.Nonce == "":
+		return c, fmt.Errorf("%w: no nonce", ErrMalformedDigest)
+	case c.Response == "":
+		return c, fmt.Errorf("%w: no response", ErrMalformedDigest)
+	case c.URI == "":
+		return c, fmt.Errorf("%w: no uri", ErrMalformedDigest)
+	}
+	if c.QOP != "" && c.QOP != "auth" {
+		return c, fmt.Errorf("%w: qop %q not offered", ErrMalformedDigest, c.QOP)
+	}
+	if c.QOP == "auth" && (!c.hasNC || c.CNonce == "") {
+		return c, fmt.Errorf("%w: qop=auth needs nc and cnonce", ErrMalformedDigest)
+	}
+	return c, nil
+}
+
+// parseAuthParams parses a comma-separated list of name=value pairs where
+// values are tokens or quoted strings (RFC 7235 auth-param).
+func parseAuthParams(s string) (map[string]string, error) {
+	out := make(map[string]string, 10)
+	i := 0
+	for {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == ',' || s[i] == '\r' || s[i] == '\n') {
+			i++
+		}
+		if i >= len(s) {
+			return out, nil
+		}
+		start := i
+		for i < len(s) && isTokenChar(s[i]) {
+			i++
+		}
+		name := strings.ToLower(s[start:i])
+		if name == "" {
+			return nil, fmt.Errorf("%w: expected parameter name at %d", ErrMalformedDigest, i)
+		}
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i >= len(s) || s[i] != '=' {
+			return nil, fmt.Errorf("%w: parameter %q has no value", ErrMalformedDigest, name)
+		}
+		i++
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		var val string
+		if i < len(s) && s[i] == '"' {
+			i++
+			var b strings.Builder
+			closed := false
+			for i < len(s) {
+				ch := s[i]
+				if ch == '\\' && i+1 < len(s) {
+					b.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if ch == '"' {
+					closed = true
+					i++
+					break
+				}
+				b.WriteByte(ch)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("%w: unterminated quoted value for %q", ErrMalformedDigest, name)
+			}
+			val = b.String()
+		} else {
+			start := i
+			for i < len(s) && isTokenChar(s[i]) {
+				i++
+			}
+			val = s[start:i]
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%w: duplicate parameter %q", ErrMalformedDigest, name)
+		}
+		out[name] = val
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i < len(s) && s[i] != ',' {
+			return nil, fmt.Errorf("%w: junk after %q", ErrMalformedDigest, name)
+		}
+	}
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-.!%*_+`'~/:@[]", c) >= 0
+}
+
+// digestResponse computes the expected response (RFC 2617 §3.2.2.1,
+// RFC 8760 §2) from the stored HA1.
+func digestResponse(alg, ha1, method string, c *Credentials) string {
+	var h hash.Hash
+	if alg == "SHA-256" {
+		h = sha256.New()
+	} else {
+		h = md5.New()
+	}
+	h.Write([]byte(method))
+	h.Write([]byte{':'})
+	h.Write([]byte(c.URI))
+	ha2 := hex.EncodeToString(h.Sum(nil))
+	h.Reset()
+	h.Write([]byte(ha1))
+	h.Write([]byte{':'})
+	h.Write([]byte(c.Nonce))
+	h.Write([]byte{':'})
+	if c.QOP == "auth" {
+		var nc [8]byte
+		hex.Encode(nc[:], binary.BigEndian.AppendUint32(nil, c.NC))
+		h.Write(nc[:])
+		h.Write([]byte{':'})
+		h.Write([]byte(c.CNonce))
+		h.Write([]byte{':'})
+		h.Write([]byte("auth"))
+		h.Write([]byte{':'})
+	}
+	h.Write([]byte(ha2))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// nonceResult is the verdict on a nonce presented by a client.
+type nonceResult int
+
+const (
+	nonceOK nonceResult = iota
+	nonceBad
+	nonceStale
+	nonceReplay
+)
+
+// nonceKeeper issues server-signed nonces and refuses replays. A nonce is
+// base64url(issued unix-nano | 8 random bytes | HMAC-SHA256 of both,
+// truncated to 12 bytes): validity and age are checked without state, and
+// the only state kept is the highest nonce-count seen per nonce, dropped
+// when the nonce expires.
+type nonceKeeper struct {
+	secret   []byte
+	lifetime time.Duration
+	now      func() time.Time
+
+	mu sync.Mutex
+	// seen maps a nonce to the highest nc accepted for it (0 for a
+	// nonce used without qop, which may then not be used again).
+	seen map[string]uint32
+	// order remembers insertion times for expiry sweeps.
+	order []nonceAge
+}
+
+type nonceAge struct {
+	nonce  string
+	issued time.Time
+}
+
+// maxTrackedNonces bounds the replay table: beyond it the oldest entries
+// are forgotten early, which only makes those nonces unusable (their nc
+// state is gone, so they are treated as stale), never replayable.
+const maxTrackedNonces = 1 << 20
+
+func newNonceKeeper(secret []byte, lifetime time.Duration) *nonceKeeper {
+	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now, seen: make(map[string]uint32)}
+}
+
+func (k *nonceKeeper) issue() string {
+	var b [8 + 8 + 12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(k.now().UnixNano()))
+	rand.Read(b[8:16]) //nolint:errcheck // crypto/rand does not fail.
+	m := hmac.New(sha256.New, k.secret)
+	m.Write(b[:16])
+	copy(b[16:], m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// check verifies a nonce and its count, recording the count when the
+// digest response itself has been found correct (commit is called only
+// then, so a wrong password cannot burn a client's nonce count).
+func (k *nonceKeeper) check(nonce string, c *Credentials) (nonceResult, func()) {
+	raw, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(raw) != 28 {
+		return nonceBad, nil
+	}
+	m := hmac.New(sha256.New, k.secret)
+	m.Write(raw[:16])
+	if subtle.ConstantTimeCompare(m.Sum(nil)[:12], raw[16:]) != 1 {
+		return nonceBad, nil
+	}
+	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
+	if k.now().Sub(issued) > k.lifetime {
+		return nonceStale, nil
+	}
+	k.mu.Lock()
+	last, used := k.seen[nonce]
+	k.mu.Unlock()
+	if used {
+		if c.QOP != "auth" || c.NC <= last {
+			return nonceReplay, nil
+		}
+	}
+	commit := func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		nc := c.NC
+		if c.QOP != "auth" {
+			nc = 0
+		}
+		prev, ok := k.seen[nonce]
+		if !ok {
+			k.order = append(k.order, nonceAge{nonce, issued})
+		}
+		if !ok || nc > prev {
+			k.seen[nonce] = nc
+		}
+	}
+	return nonceOK, commit
+}
+
+// sweep forgets nonces that have expired (they are refused as stale by
+// their timestamp anyway) and trims the table to its bound.
+func (k *nonceKeeper) sweep() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	cut := k.now().Add(-k.lifetime)
+	i := 0
+	for i < len(k.order) && (k.order[i].issued.Before(cut) || len(k.order)-i > maxTrackedNonces) {
+		delete(k.seen, k.order[i].nonce)
+		i++
+	}
+	if i > 0 {
+		k.order = append(k.order[:0:0], k.order[i:]...)
+	}
+}
+
+// challenge renders one WWW-Authenticate/Proxy-Authenticate value.
+func challenge(realm, nonce, alg string, stale bool) string {
+	var b strings.Builder
+	b.WriteString(`Digest realm="`)
+	b.WriteString(realm)
+	b.WriteString(`", nonce="`)
+	b.WriteString(nonce)
+	b.WriteString(`", algorithm=`)
+	b.WriteString(alg)
+	b.WriteString(`, qop="auth"`)
+	if stale {
+		b.WriteString(", stale=true")
+	}
+	return b.String()
+}

@@ -1,0 +1,194 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strings"
+
+	siplib "github.com/emiago/sipgo/sip"
+	"github.com/pion/stun/v4"
+)
+
+// frontDoor wraps the UDP socket handed to sipgo. Every datagram passes
+// here before sipgo's parser: STUN keepalives (RFC 5626 §4.4.2: a client
+// multiplexes STUN binding requests on its SIP flow) are answered and
+// consumed; oversize and flooding sources are refused; messages the SIP
+// parser cannot read are answered 400 with the reason (when enough of the
+// request is legible to address a response) or dropped. Only clean SIP
+// messages reach sipgo, which also means sipgo never logs parse errors.
+type frontDoor struct {
+	net.PacketConn
+	s      *Server
+	parser *siplib.Parser
+}
+
+func (f *frontDoor) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := f.PacketConn.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		if f.admit(b[:n], addr) {
+			return n, addr, nil
+		}
+	}
+}
+
+// admit decides whether a datagram goes on to sipgo.
+func (f *frontDoor) admit(data []byte, addr net.Addr) bool {
+	if len(bytes.Trim(data, "\r\n\x00")) == 0 {
+		// RFC 5626 CRLF keepalives over UDP need no answer.
+		return false
+	}
+	if isSTUN(data) {
+		f.answerSTUN(data, addr)
+		return false
+	}
+	isRequest := !bytes.HasPrefix(data, []byte("SIP/"))
+	if isRequest {
+		ip := addrIP(addr)
+		switch f.s.limit.check(ip) {
+		case reject:
+			f.s.metrics.rateLimited.Inc()
+			f.rawReply(data, addr, 503, "Service Unavailable", "too many requests from "+ip.String(), "Retry-After: 5\r\n")
+			return false
+		case drop:
+			f.s.metrics.rateLimited.Inc()
+			return false
+		}
+	}
+	if len(data) > f.s.cfg.MaxMessageSize {
+		f.s.metrics.malformed.Inc()
+		if isRequest {
+			f.rawReply(data, addr, 513, "Message Too Large", "message exceeds "+itoa(f.s.cfg.MaxMessageSize)+" bytes", "")
+		}
+		return false
+	}
+	if _, err := f.parser.ParseSIP(data); err != nil {
+		f.s.metrics.malformed.Inc()
+		f.s.log.Debug("unparseable message", "from", addr.String(), "err", err)
+		if isRequest {
+			f.rawReply(data, addr, 400, "Bad Request", err.Error(), "")
+		}
+		return false
+	}
+	return true
+}
+
+func addrIP(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ip, _ := netip.AddrFromSlice(u.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// isSTUN reports whether a datagram is a STUN message: SIP starts with a
+// letter, STUN with two zero bits and carries the magic cookie at bytes
+// 4..7 (RFC 5389 §6, RFC 7983 demultiplexing).
+func isSTUN(b []byte) bool {
+	return len(b) >= 20 && b[0] < 2 && stun.IsMessage(b)
+}
+
+func (f *frontDoor) answerSTUN(data []byte, addr net.Addr) {
+	m := &stun.Message{Raw: append([]byte(nil), data...)}
+	if err := m.Decode(); err != nil || m.Type != stun.BindingRequest {
+		return
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
+		&stun.XORMappedAddress{IP: ua.IP, Port: ua.Port}, stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	f.s.metrics.stun.Inc()
+	f.PacketConn.WriteTo(resp.Raw, addr) //nolint:errcheck // a lost answer is retried by the client.
+}
+
+// rawReply answers a request that will not be (or could not be) parsed,
+// copying the headers a response needs (RFC 3261 §8.2.6.2) straight from
+// the text. Without a Via, CSeq and Call-ID there is nothing a client could
+// match the response to, so nothing is sent.
+func (f *frontDoor) rawReply(data []byte, addr net.Addr, code int, phrase, why, extra string) {
+	resp := rawResponse(data, code, phrase, why, extra)
+	if resp == nil {
+		return
+	}
+	f.PacketConn.WriteTo(resp, addr) //nolint:errcheck // best effort, as for any UDP reply.
+}
+
+// rawResponse builds a stateless response from the header lines of a
+// request it does not parse; nil when the mandatory headers are missing.
+func rawResponse(data []byte, code int, phrase, why, extra string) []byte {
+	head := data
+	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		head = data[:i]
+	}
+	lines := strings.Split(string(head), "\n")
+	if len(lines) < 2 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("SIP/2.0 ")
+	b.WriteString(itoa(code))
+	b.WriteByte(' ')
+	b.WriteString(phrase)
+	b.WriteString("\r\n")
+	var have struct{ via, cseq, callid bool }
+	toTag := false
+	for _, ln := range lines[1:] {
+		ln = strings.TrimRight(ln, "\r")
+		name, val, ok := strings.Cut(ln, ":")
+		if !ok || strings.ContainsAny(ln, "\x00") {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "via", "v":
+			have.via = true
+			b.WriteString("Via:" + val + "\r\n")
+		case "from", "f":
+			b.WriteString("From:" + val + "\r\n")
+		case "to", "t":
+			b.WriteString("To:" + val)
+			if !strings.Contains(strings.ToLower(val), "tag=") && !toTag {
+				b.WriteString(";tag=pl-stateless")
+			}
+			toTag = true
+			b.WriteString("\r\n")
+		case "call-id", "i":
+			have.callid = true
+			b.WriteString("Call-ID:" + val + "\r\n")
+		case "cseq":
+			have.cseq = true
+			b.WriteString("CSeq:" + val + "\r\n")
+		}
+	}
+	if !have.via || !have.cseq || !have.callid {
+		return nil
+	}
+	b.WriteString(extra)
+	b.WriteString(`Warning: 399 punchline "`)
+	b.WriteString(sanitizeWarning(why))
+	b.WriteString("\"\r\nContent-Length: 0\r\n\r\n")
+	return []byte(b.String())
+}
+
+func sanitizeWarning(s string) string {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == '"' || r == '\\' || r > 0x7e {
+			return ' '
+		}
+		return r
+	}, s)
+}

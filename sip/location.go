@@ -1,0 +1,272 @@
+package sip
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	siplib "github.com/emiago/sipgo/sip"
+)
+
+// Flow is the path a contact's requests arrived over (RFC 5626 §3): the
+// transport and the packet source. Requests for the contact go back over it,
+// whatever address its Contact header names: behind a NAT that address is
+// private and unreachable, while the source is the NAT's public mapping
+// that the contact keeps open by registering and sending keepalives. For
+// connection-oriented transports sipgo's connection pool is keyed by the
+// same source address, so sending to it reuses the registered connection.
+type Flow struct {
+	// Transport is "udp", "tcp", "tls" or "ws".
+	Transport string `json:"t"`
+	// Source is the ip:port the contact's packets came from.
+	Source string `json:"s"`
+	// Local is the ip:port of our listener the flow arrived on; replies
+	// must leave from it for a NAT to let them in.
+	Local string `json:"l,omitempty"`
+}
+
+// Binding is one registered contact of an address-of-record.
+type Binding struct {
+	// Contact is the Contact URI as the UA wrote it.
+	Contact string `json:"c"`
+	// Q is the q-value, 0..1 (1 when absent).
+	Q float64 `json:"q"`
+	// Expires is when the binding lapses.
+	Expires time.Time `json:"e"`
+	// CallID and CSeq order REGISTERs for this binding (RFC 3261 §10.3
+	// step 7).
+	CallID string `json:"i"`
+	CSeq   uint32 `json:"n"`
+	// Flow is how to reach the contact.
+	Flow Flow `json:"f"`
+	// Instance is the +sip.instance parameter (RFC 5626), if any.
+	Instance string `json:"in,omitempty"`
+	// UserAgent is the registering UA's User-Agent header, for operators.
+	UserAgent string `json:"ua,omitempty"`
+}
+
+// uri parses the binding's Contact.
+func (b *Binding) uri() (siplib.Uri, error) {
+	var u siplib.Uri
+	err := siplib.ParseUri(b.Contact, &u)
+	return u, err
+}
+
+// location is the in-memory location service. Registrations are served
+// from here; changes are marked dirty and written to the store in batches
+// by the flusher.
+type location struct {
+	mu sync.RWMutex
+	// aors maps an AOR (the user name) to its bindings; guarded by mu.
+	aors map[string][]Binding
+	// dirty holds AORs changed since the last flush; guarded by mu.
+	dirty map[string]struct{}
+	// count is the total number of bindings; guarded by mu.
+	count int
+}
+
+func newLocation() *location {
+	return &location{aors: make(map[string][]Binding), dirty: make(map[string]struct{})}
+}
+
+// contactKey is the comparison form of a Contact URI for matching
+// refreshes to bindings (RFC 3261 §19.1.4 in its common subset: scheme,
+// user, host, port and transport, case-insensitive host).
+func contactKey(u *siplib.Uri) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(u.Scheme))
+	b.WriteByte(':')
+	b.WriteString(u.User)
+	b.WriteByte('@')
+	b.WriteString(strings.ToLower(u.Host))
+	b.WriteByte(':')
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	b.WriteString(itoa(port))
+	if t, ok := u.UriParams.Get("transport"); ok {
+		b.WriteString(";transport=")
+		b.WriteString(strings.ToLower(t))
+	}
+	return b.String()
+}
+
+// get returns a copy of the unexpired bindings of aor, highest q first.
+func (l *location) get(aor string, now time.Time) []Binding {
+	l.mu.RLock()
+	bs := l.aors[aor]
+	out := make([]Binding, 0, len(bs))
+	for _, b := range bs {
+		if b.Expires.After(now) {
+			out = append(out, b)
+		}
+	}
+	l.mu.RUnlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Q > out[j].Q })
+	return out
+}
+
+// update applies fn to aor's bindings under the write lock and marks aor
+// dirty when fn reports a change.
+func (l *location) update(aor string, fn func(bs []Binding) ([]Binding, bool)) []Binding {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.aors[aor]
+	bs, changed := fn(old)
+	if changed {
+		l.count += len(bs) - len(old)
+		if len(bs) == 0 {
+			delete(l.aors, aor)
+		} else {
+			l.aors[aor] = bs
+		}
+		l.dirty[aor] = struct{}{}
+	}
+	out := make([]Binding, len(bs))
+	copy(out, bs)
+	return out
+}
+
+// expire drops lapsed bindings.
+func (l *location) expire(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for aor, bs := range l.aors {
+		keep := bs[:0]
+		for _, b := range bs {
+			if b.Expires.After(now) {
+				keep = append(keep, b)
+			}
+		}
+		if len(keep) != len(bs) {
+			l.count -= len(bs) - len(keep)
+			l.dirty[aor] = struct{}{}
+			if len(keep) == 0 {
+				delete(l.aors, aor)
+			} else {
+				l.aors[aor] = keep
+			}
+		}
+	}
+}
+
+// takeDirty returns the encoded state of every changed AOR (nil for an
+// AOR without bindings, which deletes it from the store) and clears the
+// dirty set.
+func (l *location) takeDirty() map[string][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.dirty) == 0 {
+		return nil
+	}
+	out := make(map[string][]byte, len(l.dirty))
+	for aor := range l.dirty {
+		bs := l.aors[aor]
+		if len(bs) == 0 {
+			out[aor] = nil
+			continue
+		}
+		raw, err := json.Marshal(bs)
+		if err != nil {
+			continue
+		}
+		out[aor] = raw
+	}
+	clear(l.dirty)
+	return out
+}
+
+// markDirty puts AORs back after a failed write so the next flush retries.
+func (l *location) markDirty(batch map[string][]byte) {
+	l.mu.Lock()
+	for aor := range batch {
+		l.dirty[aor] = struct{}{}
+	}
+	l.mu.Unlock()
+}
+
+// load fills the location service from stored blobs, dropping expired
+// bindings and unreadable blobs. It returns how many bindings it kept.
+func (l *location) load(stored map[string][]byte, now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for aor, raw := range stored {
+		var bs []Binding
+		if err := json.Unmarshal(raw, &bs); err != nil {
+			l.dirty[aor] = struct{}{}
+			continue
+		}
+		keep := bs[:0]
+		for _, b := range bs {
+			if b.Expires.After(now) {
+				keep = append(keep, b)
+			}
+		}
+		if len(keep) != len(bs) {
+			l.dirty[aor] = struct{}{}
+		}
+		if len(keep) > 0 {
+			l.aors[aor] = keep
+			l.count += len(keep)
+		}
+	}
+	return l.count
+}
+
+// total is the number of bindings held.
+func (l *location) total() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.count
+}
+
+// findByContact returns the binding whose Contact matches u, searching all
+// AORs. It serves in-dialog requests that arrive without a usable flow
+// token: their Request-URI is the remote party's Contact.
+func (l *location) findByContact(u *siplib.Uri, now time.Time) (Binding, bool) {
+	key := contactKey(u)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if u.User != "" {
+		// Most UAs put their account name in the Contact user part: try
+		// that AOR first before scanning.
+		for _, b := range l.aors[u.User] {
+			if bu, err := b.uri(); err == nil && contactKey(&bu) == key && b.Expires.After(now) {
+				return b, true
+			}
+		}
+	}
+	for _, bs := range l.aors {
+		for _, b := range bs {
+			if bu, err := b.uri(); err == nil && contactKey(&bu) == key && b.Expires.After(now) {
+				return b, true
+			}
+		}
+	}
+	return Binding{}, false
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,292 @@
+package sip
+
+import (
+	"crypto/subtle"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	siplib "github.com/emiago/sipgo/sip"
+
+	"github.com/punchline/punchline/internal/store"
+)
+
+// authenticate checks the digest credentials in header hdr
+// ("Authorization" for the registrar, "Proxy-Authorization" for the proxy)
+// against the store. On failure it has answered the request (401/407
+// challenge, 403, or 400) and returns ok=false.
+func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, hdr string) (user string, ok bool) {
+	code, phrase, chName := 401, "Unauthorized", "WWW-Authenticate"
+	if hdr == "Proxy-Authorization" {
+		code, phrase, chName = 407, "Proxy Authentication Required", "Proxy-Authenticate"
+	}
+	challengeWith := func(stale bool, why string) {
+		nonce := s.nonces.issue()
+		hs := make([]siplib.Header, 0, len(s.cfg.Algorithms))
+		for _, alg := range s.cfg.Algorithms {
+			hs = append(hs, siplib.NewHeader(chName, challenge(s.cfg.Realm, nonce, alg, stale)))
+		}
+		s.reply(req, tx, code, phrase, why, hs...)
+	}
+	var creds Credentials
+	var found bool
+	for _, h := range req.GetHeaders(hdr) {
+		c, err := ParseCredentials(h.Value())
+		if err != nil {
+			s.metrics.authFailures.Inc()
+			s.reply(req, tx, 400, "Bad Request", hdr+": "+err.Error())
+			return "", false
+		}
+		// A request may carry credentials for several realms (one per
+		// proxy on the path); ours are the ones naming our realm.
+		if c.Realm == s.cfg.Realm {
+			creds, found = c, true
+			break
+		}
+	}
+	if !found {
+		challengeWith(false, "")
+		return "", false
+	}
+	if !s.offers(creds.Algorithm) {
+		challengeWith(false, "algorithm "+creds.Algorithm+" not offered")
+		return "", false
+	}
+	switch res, commit := s.nonces.check(creds.Nonce, &creds); res {
+	case nonceStale:
+		challengeWith(true, "")
+		return "", false
+	case nonceBad:
+		s.metrics.authFailures.Inc()
+		challengeWith(false, "unknown nonce")
+		return "", false
+	case nonceReplay:
+		s.metrics.authFailures.Inc()
+		challengeWith(false, "nonce count replayed")
+		return "", false
+	default:
+		u, err := s.cfg.Store.User(creds.Username)
+		if err != nil {
+			s.metrics.authFailures.Inc()
+			if !errors.Is(err, store.ErrNoSuchUser) {
+				s.log.Warn("user lookup failed", "user", creds.Username, "err", err)
+				s.reply(req, tx, 500, "Server Internal Error", "account store unavailable")
+				return "", false
+			}
+			// Same answer as a wrong password: which names exist is
+			// nobody's business.
+			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
+			return "", false
+		}
+		ha1 := u.HA1MD5
+		if creds.Algorithm == "SHA-256" {
+			ha1 = u.HA1SHA256
+		}
+		if u.Realm != s.cfg.Realm || ha1 == "" {
+			s.metrics.authFailures.Inc()
+			s.reply(req, tx, 403, "Forbidden", "account belongs to realm "+u.Realm)
+			return "", false
+		}
+		want := digestResponse(creds.Algorithm, ha1, string(req.Method), &creds)
+		if subtle.ConstantTimeCompare([]byte(want), []byte(creds.Response)) != 1 {
+			s.metrics.authFailures.Inc()
+			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
+			return "", false
+		}
+		commit()
+		return u.Name, true
+	}
+}
+
+func (s *Server) offers(alg string) bool {
+	for _, a := range s.cfg.Algorithms {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// handleRegister is the registrar (RFC 3261 §10.3).
+func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction) {
+	aor := req.To().Address.User
+	if aor == "" {
+		s.reply(req, tx, 404, "Not Found", "To has no user part")
+		return
+	}
+	user, ok := s.authenticate(req, tx, "Authorization")
+	if !ok {
+		return
+	}
+	if user != aor {
+		s.metrics.authFailures.Inc()
+		s.reply(req, tx, 403, "Forbidden", user+" may not register "+aor)
+		return
+	}
+
+	now := time.Now()
+	defExpires := s.cfg.DefaultExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
+		if err != nil || n < 0 {
+			s.reply(req, tx, 400, "Bad Request", "bad Expires header")
+			return
+		}
+		defExpires = n
+	}
+	type change struct {
+		key     string
+		b       Binding
+		expires int
+	}
+	var changes []change
+	wildcard := false
+	for _, h := range req.GetHeaders("Contact") {
+		c, ok := h.(*siplib.ContactHeader)
+		if !ok {
+			s.reply(req, tx, 400, "Bad Request", "unreadable Contact")
+			return
+		}
+		if c.Address.Wildcard {
+			wildcard = true
+			continue
+		}
+		exp := defExpires
+		if v, ok := c.Params.Get("expires"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				s.reply(req, tx, 400, "Bad Request", "bad expires parameter in Contact")
+				return
+			}
+			exp = n
+		}
+		if exp > 0 && exp < s.cfg.MinExpires {
+			s.reply(req, tx, 423, "Interval Too Brief", "", siplib.NewHeader("Min-Expires", strconv.Itoa(s.cfg.MinExpires)))
+			return
+		}
+		exp = min(exp, s.cfg.MaxExpires)
+		q := 1.0
+		if v, ok := c.Params.Get("q"); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || f > 1 {
+				s.reply(req, tx, 400, "Bad Request", "q must be between 0 and 1")
+				return
+			}
+			q = f
+		}
+		if c.Address.Host == "" {
+			s.reply(req, tx, 400, "Bad Request", "Contact has no host")
+			return
+		}
+		inst, _ := c.Params.Get("+sip.instance")
+		b := Binding{
+			Contact:  c.Address.String(),
+			Q:        q,
+			Expires:  now.Add(time.Duration(exp) * time.Second),
+			CallID:   req.CallID().Value(),
+			CSeq:     req.CSeq().SeqNo,
+			Flow:     s.flowOf(req, tx),
+			Instance: inst,
+		}
+		if ua := req.GetHeader("User-Agent"); ua != nil {
+			b.UserAgent = ua.Value()
+		}
+		changes = append(changes, change{contactKey(&c.Address), b, exp})
+	}
+	if wildcard && (len(changes) > 0 || defExpires != 0) {
+		// RFC 3261 §10.3 step 6.
+		s.reply(req, tx, 400, "Bad Request", "Contact: * must be alone and with Expires: 0")
+		return
+	}
+
+	callID, cseq := req.CallID().Value(), req.CSeq().SeqNo
+	var outOfOrder bool
+	current := s.loc.update(aor, func(bs []Binding) ([]Binding, bool) {
+		if wildcard {
+			for _, b := range bs {
+				if b.CallID == callID && cseq <= b.CSeq {
+					outOfOrder = true
+					return bs, false
+				}
+			}
+			return nil, len(bs) > 0
+		}
+		if len(changes) == 0 {
+			return bs, false
+		}
+		out := make([]Binding, 0, len(bs)+len(changes))
+		out = append(out, bs...)
+		for _, ch := range changes {
+			idx := -1
+			for i := range out {
+				if u, err := out[i].uri(); err == nil && contactKey(&u) == ch.key {
+					idx = i
+					break
+				}
+			}
+			if idx >= 0 && out[idx].CallID == callID && cseq <= out[idx].CSeq {
+				// A reordered or replayed REGISTER: §10.3 step 7 says it
+				// must not change the binding.
+				outOfOrder = true
+				continue
+			}
+			switch {
+			case ch.expires == 0 && idx >= 0:
+				out = append(out[:idx], out[idx+1:]...)
+			case ch.expires == 0:
+			case idx >= 0:
+				out[idx] = ch.b
+			default:
+				out = append(out, ch.b)
+			}
+		}
+		// Drop lapsed bindings and keep within MaxContacts by evicting the
+		// ones that expire first.
+		keep := out[:0]
+		for _, b := range out {
+			if b.Expires.After(now) {
+				keep = append(keep, b)
+			}
+		}
+		for len(keep) > s.cfg.MaxContacts {
+			oldest := 0
+			for i := range keep {
+				if keep[i].Expires.Before(keep[oldest].Expires) {
+					oldest = i
+				}
+			}
+			keep = append(keep[:oldest], keep[oldest+1:]...)
+		}
+		return keep, true
+	})
+	if outOfOrder && len(changes) <= 1 {
+		s.reply(req, tx, 400, "Bad Request", "CSeq not higher than the binding's: out of order REGISTER")
+		return
+	}
+
+	res := siplib.NewResponseFromRequest(req, 200, "OK", nil)
+	for _, b := range current {
+		var c siplib.ContactHeader
+		if err := siplib.ParseUri(b.Contact, &c.Address); err != nil {
+			continue
+		}
+		c.Params = siplib.NewParams()
+		c.Params.Add("expires", strconv.Itoa(max(0, int(time.Until(b.Expires).Round(time.Second)/time.Second))))
+		if b.Q != 1 {
+			c.Params.Add("q", strconv.FormatFloat(b.Q, 'f', -1, 64))
+		}
+		res.AppendHeader(&c)
+	}
+	res.AppendHeader(siplib.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	s.respond(tx, res)
+}
+
+// flowOf records how a request reached us.
+func (s *Server) flowOf(req *siplib.Request, tx siplib.ServerTransaction) Flow {
+	f := Flow{Transport: strings.ToLower(req.Transport()), Source: req.MessageData.Source()}
+	if st, ok := tx.(*siplib.ServerTx); ok && st.Connection() != nil {
+		f.Local = st.Connection().LocalAddr().String()
+	}
+	return f
+}
