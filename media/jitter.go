@@ -371,9 +371,11 @@ func (b *JitterBuffer) Pop(frame []int16, now time.Time) FrameStatus {
 		b.stats.Inserted++
 		return FrameConcealed
 	case excess >= FrameDuration && b.sinceAdj >= 3 && b.covered(b.playTS, 2*n) &&
-		(excess >= 2*FrameDuration || b.quietAt(b.playTS, n)):
+		(b.sinceAdj >= 50 || excess >= 2*FrameDuration || b.quietAt(b.playTS, n)):
 		// More delay than needed and two frames of audio at hand: skip
-		// one, preferably a quiet one where the cut is inaudible.
+		// one. A quiet frame (a pause in speech) goes at once; in
+		// continuous sound we cut at most one frame a second unless the
+		// excess is large, since each cut is audible.
 		b.consume(n)
 		b.playTS += n
 		b.shiftPhase(-samplesToDur(n))

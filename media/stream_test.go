@@ -1,0 +1,337 @@
+package media
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// listenUDP opens a loopback UDP socket on a free port, closed at test end.
+func listenUDP(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newStream(t testing.TB, cfg Config) *Stream {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitFor polls cond every 10 ms until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recordFor waits until rec holds d of audio.
+func recordFor(t testing.TB, rec *Recording, d time.Duration) []int16 {
+	t.Helper()
+	want := int(durToSamples(d))
+	waitFor(t, d+5*time.Second, "recording", func() bool { return len(rec.Samples()) >= want })
+	return rec.Samples()
+}
+
+// lossyConn wraps a PacketConn and mangles what it sends: it drops a
+// fraction of datagrams, duplicates some, and reorders some by holding a
+// datagram back until the next one has gone out. Everything is driven by
+// the writer's calls, so it needs no goroutines of its own.
+type lossyConn struct {
+	net.PacketConn
+	mu                 sync.Mutex
+	rng                *rand.Rand
+	drop, dup, swap    float64
+	rtcpToo            bool
+	held               []byte
+	heldTo             net.Addr
+	sent, dropped, reordered int
+}
+
+func (c *lossyConn) WriteTo(b []byte, to net.Addr) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if isRTCP(b) && !c.rtcpToo {
+		return c.PacketConn.WriteTo(b, to)
+	}
+	c.sent++
+	if c.rng.Float64() < c.drop {
+		c.dropped++
+		return len(b), nil
+	}
+	if c.held == nil && c.rng.Float64() < c.swap {
+		c.held = append([]byte(nil), b...)
+		c.heldTo = to
+		c.reordered++
+		return len(b), nil
+	}
+	n, err := c.PacketConn.WriteTo(b, to)
+	if c.rng.Float64() < c.dup {
+		c.PacketConn.WriteTo(b, to)
+	}
+	if c.held != nil {
+		c.PacketConn.WriteTo(c.held, c.heldTo)
+		c.held = nil
+	}
+	return n, err
+}
+
+func TestStreamsExchangeTonesOverUDP(t *testing.T) {
+	ca, cb := listenUDP(t), listenUDP(t)
+	var recA, recB Recording
+	alice := newStream(t, Config{
+		PacketConn: ca, RemoteAddr: cb.LocalAddr(),
+		Source: NewToneSource(440, 0), Sink: &recA, RTCPInterval: 100 * time.Millisecond,
+	})
+	bob := newStream(t, Config{
+		PacketConn: cb, RemoteAddr: ca.LocalAddr(), Codec: PCMA,
+		Source: NewToneSource(1000, 0), Sink: &recB, RTCPInterval: 100 * time.Millisecond,
+	})
+	select {
+	case <-bob.FirstPacket():
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob received no RTP")
+	}
+	gotB := recordFor(t, &recB, 1500*time.Millisecond)
+	gotA := recordFor(t, &recA, 1500*time.Millisecond)
+	freqs := []float64{440, 1000}
+	if got := DetectTones(gotB, freqs, 0); !slices.Equal(got, []float64{440}) {
+		t.Errorf("bob heard %v Hz, want [440] (levels %.3f %.3f)", got, ToneLevel(gotB, 440), ToneLevel(gotB, 1000))
+	}
+	if got := DetectTones(gotA, freqs, 0); !slices.Equal(got, []float64{1000}) {
+		t.Errorf("alice heard %v Hz, want [1000] (PCMA from bob)", got)
+	}
+	waitFor(t, 3*time.Second, "RTT from RTCP", func() bool { return alice.Stats().HaveRTT && bob.Stats().HaveRTT })
+	for name, st := range map[string]Stats{"alice": alice.Stats(), "bob": bob.Stats()} {
+		t.Logf("%s: %+v", name, st)
+		if st.PacketsSent < 50 || st.PacketsReceived < 50 || st.BytesSent < 50*172 {
+			t.Errorf("%s: too little traffic: %+v", name, st)
+		}
+		if st.LossFraction != 0 || st.LateDiscards != 0 {
+			t.Errorf("%s: loss %.3f late %d on loopback", name, st.LossFraction, st.LateDiscards)
+		}
+		if st.RTT > 100*time.Millisecond {
+			t.Errorf("%s: RTT %v on loopback", name, st.RTT)
+		}
+		if st.MOS < 4.3 {
+			t.Errorf("%s: MOS %.2f on a clean loopback call, want ≥ 4.3", name, st.MOS)
+		}
+		if !st.Latched || st.RTCPReceived == 0 {
+			t.Errorf("%s: latched=%v rtcp received %d", name, st.Latched, st.RTCPReceived)
+		}
+	}
+}
+
+func TestStreamOverConnectedConnWithLossAndReorder(t *testing.T) {
+	speech := mustReadFixture(t, "speech-8k.wav")
+	ca := listenUDP(t)
+	// Bob uses a connected socket, as an ICE conn would be.
+	bconn, err := net.DialUDP("udp4", nil, ca.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bconn.Close() })
+	lossy := &lossyConn{PacketConn: ca, rng: rand.New(rand.NewPCG(7, 7)), drop: 0.05, swap: 0.1, dup: 0.02}
+	var rec Recording
+	alice := newStream(t, Config{PacketConn: lossy, RemoteAddr: bconn.LocalAddr(), Source: NewSamplesSource(speech, true),
+		RTCPInterval: 100 * time.Millisecond})
+	bob := newStream(t, Config{Conn: bconn, Sink: &rec, RTCPInterval: 100 * time.Millisecond})
+
+	got := recordFor(t, &rec, 3*time.Second)
+	m := Match(got, speech)
+	st := bob.Stats()
+	t.Logf("match %+v; bob %+v; induced drop %d reorder %d", m, st, lossy.dropped, lossy.reordered)
+	if m.Score < 0.8 {
+		t.Errorf("bob's recording matches the sent speech with score %.2f, want ≥ 0.8", m.Score)
+	}
+	lossy.mu.Lock()
+	induced := float64(lossy.dropped) / float64(lossy.sent)
+	lossy.mu.Unlock()
+	if st.LossFraction < induced-0.03 || st.LossFraction > induced+0.03 {
+		t.Errorf("loss fraction %.3f, want about the induced %.3f", st.LossFraction, induced)
+	}
+	if st.Duplicates == 0 || st.ConcealedFrames == 0 {
+		t.Errorf("duplicates %d concealed %d: the mangling did not show", st.Duplicates, st.ConcealedFrames)
+	}
+	if st.MOS >= 4.3 || st.MOS < 3 {
+		t.Errorf("MOS %.2f with ~5%% loss, want between 3 and 4.3", st.MOS)
+	}
+	waitFor(t, 3*time.Second, "alice learns bob's loss from RTCP", func() bool { return alice.Stats().RemoteLossFraction > 0 })
+}
+
+func TestSymmetricRTPLatchesOntoRealSource(t *testing.T) {
+	ca, cb := listenUDP(t), listenUDP(t)
+	// Bob's SDP says alice is at a port nobody sends from (a NAT rewrote it).
+	sdpAddr := listenUDP(t)
+	var recA Recording
+	alice := newStream(t, Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), Source: NewToneSource(600, 0), Sink: &recA})
+	bob := newStream(t, Config{PacketConn: cb, RemoteAddr: sdpAddr.LocalAddr(), Source: NewToneSource(900, 0)})
+	waitFor(t, 3*time.Second, "bob latching onto alice", func() bool {
+		return sameAddr(bob.RemoteAddr(), ca.LocalAddr()) && bob.Stats().Latched
+	})
+	got := recordFor(t, &recA, time.Second)
+	if ToneLevel(got[len(got)/2:], 900) < 0.5 {
+		t.Errorf("alice does not hear bob after latching (900 Hz level %.2f)", ToneLevel(got[len(got)/2:], 900))
+	}
+	_ = alice
+
+	// A stranger with its own SSRC cannot steal the latch while alice talks.
+	stranger := listenUDP(t)
+	for i := 0; i < 10; i++ {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 0xbad}, Payload: make([]byte, 160)}
+		b, _ := p.Marshal()
+		stranger.WriteTo(b, cb.LocalAddr())
+	}
+	waitFor(t, 2*time.Second, "stranger's packets discarded", func() bool { return bob.Stats().Discarded >= 10 })
+	if !sameAddr(bob.RemoteAddr(), ca.LocalAddr()) {
+		t.Fatalf("latch moved to %v after packets from a stranger", bob.RemoteAddr())
+	}
+	if n := bob.Stats().Sources; n != 1 {
+		t.Errorf("bob tracks %d sources, want only alice's", n)
+	}
+}
+
+func TestSymmetricRTPRelatchesOnNATRebinding(t *testing.T) {
+	ca, cb, ca2 := listenUDP(t), listenUDP(t), listenUDP(t)
+	bob := newStream(t, Config{PacketConn: cb, RemoteAddr: ca.LocalAddr(), Source: NewToneSource(900, 0)})
+	alice := newStream(t, Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), SSRC: 0x1234, Source: NewToneSource(600, 0)})
+	waitFor(t, 3*time.Second, "bob receiving", func() bool { return bob.Stats().PacketsReceived > 5 })
+	alice.Close()
+	// Same SSRC from a new port: the peer's NAT gave it a new mapping.
+	newStream(t, Config{PacketConn: ca2, RemoteAddr: cb.LocalAddr(), SSRC: 0x1234, Source: NewToneSource(600, 0)})
+	waitFor(t, 3*time.Second, "bob relatching to the new port", func() bool { return sameAddr(bob.RemoteAddr(), ca2.LocalAddr()) })
+}
+
+func TestStreamSendsAndReceivesDTMF(t *testing.T) {
+	ca, cb := listenUDP(t), listenUDP(t)
+	var mu sync.Mutex
+	var got []rune
+	alice := newStream(t, Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), Source: NewToneSource(440, 0), TelephoneEventPT: 96})
+	newStream(t, Config{PacketConn: cb, RemoteAddr: ca.LocalAddr(), TelephoneEventPT: 96, OnDTMF: func(d DTMF) {
+		mu.Lock()
+		got = append(got, d.Digit)
+		mu.Unlock()
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := alice.SendDTMF(ctx, "1#9A", 60*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "four digits", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= 4 })
+	mu.Lock()
+	defer mu.Unlock()
+	if string(got) != "1#9A" {
+		t.Fatalf("received digits %q, want \"1#9A\" once each", string(got))
+	}
+	if err := alice.SendDTMF(ctx, "x", 0); err == nil {
+		t.Error("SendDTMF accepted 'x'")
+	}
+}
+
+func TestFanoutAndMixerConference(t *testing.T) {
+	// Three participants in a mesh: each sends its tone to the other two
+	// through a Fanout and mixes the two streams it receives.
+	tones := []float64{500, 800, 1300}
+	n := len(tones)
+	conns := make([][]*net.UDPConn, n) // conns[i][j]: i's socket towards j
+	for i := range conns {
+		conns[i] = make([]*net.UDPConn, n)
+		for j := range conns[i] {
+			if i != j {
+				conns[i][j] = listenUDP(t)
+			}
+		}
+	}
+	recs := make([]*Recording, n)
+	for i := 0; i < n; i++ {
+		fan := NewFanout(FanoutConfig{Source: NewToneSource(tones[i], 0.2)})
+		t.Cleanup(func() { fan.Close() })
+		var mix Mixer
+		for j := 0; j < n; j++ {
+			if i == j {
+				continue
+			}
+			codec := PCMU
+			if (i+j)%2 == 1 {
+				codec = PCMA // mixed codecs: the fanout encodes each once
+			}
+			s := newStream(t, Config{PacketConn: conns[i][j], RemoteAddr: conns[j][i].LocalAddr(), Codec: codec})
+			fan.Add(s)
+			mix.Add(s)
+		}
+		if fan.Len() != n-1 || mix.Len() != n-1 {
+			t.Fatalf("fanout %d mixer %d inputs", fan.Len(), mix.Len())
+		}
+		recs[i] = &Recording{}
+		p := NewPlayer(&mix, recs[i], nil)
+		t.Cleanup(func() { p.Close() })
+	}
+	for i := 0; i < n; i++ {
+		got := recordFor(t, recs[i], 1500*time.Millisecond)
+		got = got[len(got)/2:]
+		var want []float64
+		for j, f := range tones {
+			if j != i {
+				want = append(want, f)
+			}
+		}
+		if det := DetectTones(got, tones, 0); !slices.Equal(det, want) {
+			t.Errorf("participant %d heard %v, want %v", i, det, want)
+		}
+	}
+}
+
+func TestStreamCloseIsIdempotentAndStopsGoroutines(t *testing.T) {
+	c := listenUDP(t)
+	s, err := New(Config{PacketConn: c, RemoteAddr: c.LocalAddr(), Source: NewToneSource(440, 0), Sink: &Recording{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	c := listenUDP(t)
+	for name, cfg := range map[string]Config{
+		"no conn":                {},
+		"both conns":             {PacketConn: c, Conn: &net.UDPConn{}},
+		"unknown codec":          {PacketConn: c, Codec: 18},
+		"event PT in RTCP range": {PacketConn: c, TelephoneEventPT: 72},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
+}
