@@ -41,7 +41,7 @@ var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 // startRelay runs a relay on loopback with peers on loopback allowed
 // unless mutate says otherwise.
-func startRelay(t *testing.T, mutate func(*Config)) *testRelay {
+func startRelay(t testing.TB, mutate func(*Config)) *testRelay {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{
@@ -77,7 +77,7 @@ func startRelay(t *testing.T, mutate func(*Config)) *testRelay {
 	return tr
 }
 
-func newPeer(t *testing.T) net.PacketConn {
+func newPeer(t testing.TB) net.PacketConn {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
