@@ -144,6 +144,9 @@ type Config struct {
 	WANDelay time.Duration
 	// Logger receives the relay's and ICE sessions' logs; nil discards.
 	Logger *slog.Logger
+	// ICE, if set, adjusts every ICE configuration ICEConfig returns
+	// (tests shorten timeouts with it).
+	ICE func(h *Host, c *ice.Config)
 }
 
 // Host is one simulated machine.
@@ -349,7 +352,7 @@ func (l *Lab) Relay() *relay.Server { return l.relay }
 // the lab relay as STUN and TURN server.
 func (l *Lab) ICEConfig(h *Host) ice.Config {
 	addr := fmt.Sprintf("%s:%d", ServerIP, RelayPort)
-	return ice.Config{
+	c := ice.Config{
 		Net: h.Net,
 		Servers: []ice.Server{
 			{URL: "stun:" + addr},
@@ -357,6 +360,10 @@ func (l *Lab) ICEConfig(h *Host) ice.Config {
 		},
 		Logger: l.log,
 	}
+	if l.cfg.ICE != nil {
+		l.cfg.ICE(h, &c)
+	}
+	return c
 }
 
 // AddWANFilter installs a filter on the WAN router: packets for which f
