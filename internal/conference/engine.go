@@ -677,8 +677,14 @@ func (e *Engine) openServer(addr string) error {
 // payload on every leg the plan says, then mix what every leg plays out.
 func (e *Engine) mediaLoop() {
 	defer e.wg.Done()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
+	// A deadline clock rather than a Ticker: a Ticker drops ticks when the
+	// loop runs late (a busy machine), and every dropped tick would be a
+	// lost packet on every leg. Late ticks are caught up, a few at most;
+	// after a longer stall the clock jumps, as a sound card would.
+	const frame = 20 * time.Millisecond
+	next := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	pcm := make([]int16, media.FrameSamples)
 	tmp := make([]int16, media.FrameSamples)
 	mix := make([]int32, media.FrameSamples)
@@ -690,8 +696,13 @@ func (e *Engine) mediaLoop() {
 		select {
 		case <-e.ctx.Done():
 			return
-		case <-t.C:
+		case <-timer.C:
 		}
+		next = next.Add(frame)
+		if late := time.Since(next); late > 5*frame {
+			next = time.Now().Add(frame)
+		}
+		timer.Reset(time.Until(next))
 		tick++
 		if srcDone {
 			clear(pcm)

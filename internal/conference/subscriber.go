@@ -168,9 +168,12 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.User, Host: s.cfg.Domain}, Params: sip.NewParams()}
 	from.Params.Add("tag", s.fromTag)
 	to := &sip.ToHeader{Address: s.roomURI(), Params: sip.NewParams()}
-	if toTag != "" {
-		to.Params.Add("tag", toTag)
-	}
+	// Refreshes go out like the initial SUBSCRIBE, without the focus's To
+	// tag: punchline's proxy authenticates and hands to the focus only
+	// requests outside a dialog, and the focus recognises the subscription
+	// by Call-ID and From tag anyway. (A refresh with the To tag is what
+	// RFC 6665 §4.1.2.1 describes; the focus accepts both.)
+	_ = toTag
 	callID := sip.CallIDHeader(s.callID)
 	req.AppendHeader(from)
 	req.AppendHeader(to)

@@ -232,6 +232,15 @@ func (f *Focus) SetClient(c *sipgo.Client) {
 	f.mu.Unlock()
 }
 
+// SetContact sets the host and port written into the focus's Contact
+// header, for servers that learn their bound address only after the
+// focus was created.
+func (f *Focus) SetContact(host string, port int) {
+	f.mu.Lock()
+	f.cfg.ContactHost, f.cfg.ContactPort = host, port
+	f.mu.Unlock()
+}
+
 // Roster exposes the room state (read-only use).
 func (f *Focus) Roster() *Roster { return f.roster }
 
@@ -309,11 +318,14 @@ func (f *Focus) respond(req *sip.Request, tx sip.ServerTransaction, code int, re
 }
 
 func (f *Focus) contact(room string) *sip.ContactHeader {
+	f.mu.Lock()
+	host, port := f.cfg.ContactHost, f.cfg.ContactPort
+	f.mu.Unlock()
 	return &sip.ContactHeader{Address: sip.Uri{
 		Scheme: "sip",
 		User:   RoomPrefix + room,
-		Host:   f.cfg.ContactHost,
-		Port:   f.cfg.ContactPort,
+		Host:   host,
+		Port:   port,
 	}}
 }
 
