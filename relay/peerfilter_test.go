@@ -41,12 +41,12 @@ func TestPeerFilterDefaults(t *testing.T) {
 		{"::ffff:10.0.0.1", false},
 		{"::ffff:169.254.169.254", false},
 		{"::ffff:8.8.8.8", true},
-		{"64:ff9b::7f00:1", false},   // NAT64 spelling of 127.0.0.1
-		{"64:ff9b::808:808", true},   // NAT64 spelling of 8.8.8.8
-		{"2002:7f00:1::1", false},    // 6to4 carrying 127.0.0.1
-		{"2002:a00:1::1", false},     // 6to4 carrying 10.0.0.1
-		{"2002:808:808::1", true},    // 6to4 carrying 8.8.8.8
-		{"::127.0.0.1", false},       // deprecated IPv4-compatible
+		{"64:ff9b::7f00:1", false}, // NAT64 spelling of 127.0.0.1
+		{"64:ff9b::808:808", true}, // NAT64 spelling of 8.8.8.8
+		{"2002:7f00:1::1", false},  // 6to4 carrying 127.0.0.1
+		{"2002:a00:1::1", false},   // 6to4 carrying 10.0.0.1
+		{"2002:808:808::1", true},  // 6to4 carrying 8.8.8.8
+		{"::127.0.0.1", false},     // deprecated IPv4-compatible
 		{"fe80::1%eth0", false},
 	}
 	var f PeerFilter

@@ -38,7 +38,7 @@ func echoPeer(t *testing.T) net.PacketConn {
 
 // pionRoundTrip allocates through pion's client on conn and relays a few
 // datagrams to an echo peer and back.
-func pionRoundTrip(t *testing.T, conn net.PacketConn, server net.Addr, user, pass string) {
+func pionRoundTrip(t *testing.T, conn net.PacketConn, server net.Addr, user, pass string, during ...func()) {
 	t.Helper()
 	peer := echoPeer(t)
 	client, err := turn.NewClient(&turn.ClientConfig{
@@ -77,6 +77,9 @@ func pionRoundTrip(t *testing.T, conn net.PacketConn, server net.Addr, user, pas
 			t.Fatalf("got %q from %v", buf[:n], from)
 		}
 	}
+	for _, f := range during {
+		f()
+	}
 	mapped, err := client.SendBindingRequest()
 	if err != nil {
 		t.Fatalf("STUN binding: %v", err)
@@ -93,9 +96,15 @@ func TestPionClientOverUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pionRoundTrip(t, conn, r.udp, "alice", "alice-pw")
-	eventually(t, 2*time.Second, "channel bound", func() bool {
-		return metric(t, r.reg, "punchline_turn_channels") >= 1
+	pionRoundTrip(t, conn, r.udp, "alice", "alice-pw", func() {
+		// pion's client binds a channel in the background after the first
+		// send; the data after that flows as ChannelData.
+		eventually(t, 2*time.Second, "channel bound", func() bool {
+			return metric(t, r.reg, "punchline_turn_channels") == 1
+		})
+	})
+	eventually(t, 2*time.Second, "allocation released on client close", func() bool {
+		return metric(t, r.reg, "punchline_turn_allocations") == 0 && metric(t, r.reg, "punchline_turn_channels") == 0
 	})
 }
 
