@@ -64,12 +64,12 @@ func recordFor(t testing.TB, rec *Recording, d time.Duration) []int16 {
 // the writer's calls, so it needs no goroutines of its own.
 type lossyConn struct {
 	net.PacketConn
-	mu                 sync.Mutex
-	rng                *rand.Rand
-	drop, dup, swap    float64
-	rtcpToo            bool
-	held               []byte
-	heldTo             net.Addr
+	mu                       sync.Mutex
+	rng                      *rand.Rand
+	drop, dup, swap          float64
+	rtcpToo                  bool
+	held                     []byte
+	heldTo                   net.Addr
 	sent, dropped, reordered int
 }
 
