@@ -18,8 +18,9 @@
 //
 // Defaults are tuned for calls rather than for pion's data-channel use: a
 // 20 ms check pace, no acceptance wait for host, server-reflexive and
-// peer-reflexive pairs, 300 ms for relayed pairs (so a relay is only chosen
-// when no direct pair has answered by then), and disconnected/failed
+// peer-reflexive pairs, 1 s for relayed pairs (so a relay is only chosen
+// when no direct pair has answered by then; see DefaultRelayAcceptanceWait),
+// no wait at all under PolicyRelay, and disconnected/failed
 // timeouts of 3 s and 10 s. On a LAN the first pair succeeds within a few
 // check rounds, so setup costs tens of milliseconds.
 //

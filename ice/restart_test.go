@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/punchline/punchline/ice"
@@ -14,14 +15,15 @@ import (
 // NATs, cuts the direct path on the simulated WAN (the relay stays
 // reachable), waits until both sides notice, restarts ICE on both as a
 // re-INVITE would, and checks the call continues on the same conns
-// through the relay.
+// through the relay. It runs on synctest's virtual clock, so the timeouts
+// cost no real time and machine load cannot change the outcome.
 func TestRestartMovesDeadDirectCallToRelay(t *testing.T) {
+	synctest.Test(t, testRestart)
+}
+
+func testRestart(t *testing.T) {
 	lab, err := vnetlab.New(vnetlab.Config{
 		Sites: []vnetlab.Site{{Name: "alice", NAT: vnetlab.FullCone}, {Name: "bob", NAT: vnetlab.PortRestrictedCone}},
-		ICE: func(_ *vnetlab.Host, c *ice.Config) {
-			c.KeepaliveInterval = 200 * time.Millisecond
-			c.DisconnectedTimeout = time.Second
-		},
 	})
 	if err != nil {
 		t.Fatal(err)
