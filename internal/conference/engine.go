@@ -199,6 +199,35 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// Abandon stops the engine the way a crash would: no unsubscribe, no BYE,
+// media just stops. The focus and the other participants must notice on
+// their own; tests use it.
+func (e *Engine) Abandon() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	e.mu.Unlock()
+	e.sub.Abandon()
+	e.cancel()
+	e.wg.Wait()
+	e.mu.Lock()
+	legs := e.legs
+	e.legs = map[string]*leg{}
+	srv := e.server
+	e.server = nil
+	e.mu.Unlock()
+	for _, l := range legs {
+		l.call = nil // no BYE
+		l.close()
+	}
+	if srv != nil {
+		srv.close()
+	}
+}
+
 // Members returns the current roster as user names, us included, in join
 // order.
 func (e *Engine) Members() []string {

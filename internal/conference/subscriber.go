@@ -33,7 +33,7 @@ type SubscriberConfig struct {
 	PIN string
 	// UploadKbps is the upload budget to declare; 0 = unlimited.
 	UploadKbps int
-	// Expires is the subscription lifetime to ask for. Default 6 s (the
+	// Expires is the subscription lifetime to ask for. Default 4 s (the
 	// focus grants at most its SubscriptionTTL); refreshes go out at half
 	// the granted time.
 	Expires time.Duration
