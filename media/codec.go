@@ -14,7 +14,7 @@ const (
 	// FrameDuration is the packetization interval (ptime) we send and play out.
 	FrameDuration = 20 * time.Millisecond
 	// FrameSamples is the number of samples in one FrameDuration at SampleRate.
-	FrameSamples = SampleRate * int(FrameDuration/time.Millisecond) / 1000
+	FrameSamples = SampleRate * 20 / 1000
 )
 
 // Codec identifies a G.711 variant by its static RTP payload type (RFC 3551 table 4).

@@ -54,10 +54,33 @@
 //     payload event/E/R/volume/duration; one RTP timestamp per event,
 //     updates every 20 ms, the end packet sent three times; audio is
 //     suppressed during the event. Received events are reported once each.
-//   - Symmetric RTP (RFC 4961 behaviour, "latching") for peers without ICE:
-//     see Stream.admit's rules; only RTP that parses, has version 2, an
-//     accepted payload type and a stable SSRC over LatchPackets packets
-//     moves the destination.
+//   - RTT needs SRs from us echoed in the peer's reports, so a Stream that
+//     never sends RTP (no Source, no Fanout, no SendFrame) has no RTT; the
+//     phone always sends, silence included. RFC 3611 XR is not used.
+//
+// # Symmetric RTP (latching)
+//
+// With a PacketConn (a peer without ICE, RFC 4961 behaviour) we send to the
+// SDP c=/m= address until the peer's RTP shows where it really is, then
+// send there. Only datagrams that parse as RTP version 2 with an audio or
+// telephone-event payload type count. The rules:
+//
+//  1. Packets from the current remote address are always accepted and
+//     confirm it (Stats.Latched).
+//  2. A packet from another address makes that address the candidate; it
+//     must send Config.LatchPackets (default 2) consecutive packets with the
+//     same SSRC, with no other source in between, to become the remote.
+//  3. Before anything latched, packets from any source are played so audio
+//     starts at once; afterwards packets from other addresses are dropped
+//     (counted in Stats.Discarded), so a third party cannot inject audio.
+//  4. After latching, a new address takes over only if it carries the SSRC
+//     we are receiving (the peer's NAT rebinding), or if the latched source
+//     has been silent for a second (the peer restarted its stack).
+//  5. RTCP is accepted from the remote's IP address (any port, for peers
+//     without rtcp-mux); comfort noise and other payload types never move
+//     the latch.
+//
+// Config.DisableLatching turns this off; SetRemote (a re-INVITE) re-arms it.
 //
 // # Jitter buffer
 //

@@ -137,6 +137,7 @@ type JitterBuffer struct {
 	lastArr time.Time
 
 	transit  []time.Duration // ring of recent transit times
+	devBuf   []time.Duration // scratch for the percentile
 	tpos     int
 	popPhase [8]time.Duration // recent Pop offsets (now - media time of playTS)
 	phaseN   int
@@ -296,10 +297,11 @@ func (b *JitterBuffer) measure() (target, minTransit time.Duration) {
 	if len(b.transit) < max(b.cfg.Window/10, 10) {
 		return b.cfg.InitialDelay, minTransit
 	}
-	dev := make([]time.Duration, len(b.transit))
-	for i, t := range b.transit {
-		dev[i] = t - minTransit
+	dev := b.devBuf[:0]
+	for _, t := range b.transit {
+		dev = append(dev, t-minTransit)
 	}
+	b.devBuf = dev
 	slices.Sort(dev)
 	idx := int(float64(len(dev)-1) * b.cfg.Percentile)
 	// A few ms of margin absorbs the Pop clock's own jitter.

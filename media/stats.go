@@ -45,6 +45,9 @@ type Stats struct {
 	RTCPSent     uint64 `json:"rtcp_sent"`
 	RTCPReceived uint64 `json:"rtcp_received"`
 	Sources      int    `json:"sources"`
+	// ByeReceived says every remote source has sent RTCP BYE: the peer
+	// hung up or left the conference.
+	ByeReceived bool `json:"bye_received"`
 	// Remote is where we send now; Latched says a PacketConn stream has
 	// confirmed it from received RTP.
 	Remote  string `json:"remote"`
@@ -87,7 +90,9 @@ func (s *Stream) Stats() Stats {
 
 	tot := s.retiredStat
 	var main *rxSource
+	st.ByeReceived = len(s.sources) > 0
 	for _, src := range s.sources {
+		st.ByeReceived = st.ByeReceived && src.bye
 		t := src.totals()
 		tot.add(t)
 		if j := src.jitter * 1000 / SampleRate; j > st.JitterMs {

@@ -199,6 +199,9 @@ func New(cfg Config) (*Stream, error) {
 		s.cname = fmt.Sprintf("punchline-%08x@%s", s.ssrc, s.localAddr())
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// A conn handed over from a closed Stream still has the deadline that
+	// Close used to stop its reader.
+	s.clearDeadline()
 
 	s.wg.Add(1)
 	go s.readLoop()
@@ -236,6 +239,14 @@ func (s *Stream) localAddr() string {
 		return s.cfg.PacketConn.LocalAddr().String()
 	}
 	return "local"
+}
+
+func (s *Stream) clearDeadline() {
+	if s.cfg.Conn != nil {
+		_ = s.cfg.Conn.SetReadDeadline(time.Time{})
+	} else {
+		_ = s.cfg.PacketConn.SetReadDeadline(time.Time{})
+	}
 }
 
 // SSRC returns the synchronisation source of what this Stream sends.
@@ -580,6 +591,10 @@ func (s *Stream) readLoop() {
 				return
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A deadline someone else set (or one left by a previous
+				// Stream's Close on a reused conn): clear it, or every read
+				// would fail at once.
+				s.clearDeadline()
 				continue
 			}
 			// ICMP errors (connection refused while the peer is not up yet)
@@ -608,8 +623,23 @@ func (s *Stream) handlePacket(b []byte, from net.Addr, now time.Time) {
 	}
 	pt := pkt.PayloadType
 	isEvent := pt == s.cfg.TelephoneEventPT
-	if !isEvent && pt != uint8(PCMU) && pt != uint8(PCMA) {
-		s.countDiscard()
+	isAudio := pt == uint8(PCMU) || pt == uint8(PCMA)
+	if !isEvent && !isAudio {
+		// Comfort noise (RFC 3389, PT 13) or another payload type we do
+		// not play: it shares the sender's sequence space, so count it for
+		// loss accounting if the source is known, but never let it start
+		// a source or move the latch.
+		ok := from == nil || s.fromRemote(from)
+		s.recvMu.Lock()
+		if src, known := s.sources[pkt.SSRC]; ok && known {
+			s.pktsRecv++
+			s.bytesRecv += uint64(len(b))
+			src.updateSeq(pkt.SequenceNumber)
+			src.lastPacket = now
+		} else {
+			s.discarded++
+		}
+		s.recvMu.Unlock()
 		return
 	}
 	if from != nil && !s.admit(from, pkt.SSRC, now) {
@@ -677,21 +707,9 @@ func sameIP(a, b net.Addr) bool {
 	return sameAddr(a, b)
 }
 
-// admit applies the symmetric-RTP latching rules to a valid RTP packet (right
-// version, a payload type we accept) from address from on a PacketConn, and
-// reports whether to accept it:
-//
-//  1. Packets from the current remote address are always accepted, and
-//     confirm it (the latch is then settled).
-//  2. A packet from another address makes that address the candidate; it
-//     must send LatchPackets consecutive packets with the same SSRC, with no
-//     other source in between, to become the remote address.
-//  3. Before anything latched, packets from any source are played so audio
-//     starts at once; afterwards packets from other sources are dropped
-//     (not played, not counted), so a third party cannot inject audio.
-//  4. After latching, a new address may take over only if it carries the SSRC
-//     we are receiving (the peer's NAT rebinding), or if the latched source
-//     has been silent for relatchIdle (the peer restarted).
+// admit applies the symmetric-RTP latching rules in the package doc to a
+// valid RTP packet from address from on a PacketConn, and reports whether to
+// accept it.
 func (s *Stream) admit(from net.Addr, ssrc uint32, now time.Time) bool {
 	if s.cfg.DisableLatching {
 		return true
@@ -723,6 +741,17 @@ func (s *Stream) admit(from net.Addr, ssrc uint32, now time.Time) bool {
 		return true
 	}
 	return !s.latched
+}
+
+// fromRemote reports whether from is the address we send to (or anything,
+// before latching or with latching off).
+func (s *Stream) fromRemote(from net.Addr) bool {
+	if s.cfg.DisableLatching {
+		return true
+	}
+	s.remoteMu.Lock()
+	defer s.remoteMu.Unlock()
+	return !s.latched || sameAddr(from, s.remote)
 }
 
 // sourceLocked returns the state for ssrc, creating it if there is room.

@@ -335,3 +335,62 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func rtpBytes(pt uint8, seq uint16, ts, ssrc uint32, payload []byte) []byte {
+	b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc}, Payload: payload}).Marshal()
+	return b
+}
+
+func TestComfortNoiseIsNotCountedAsLoss(t *testing.T) {
+	c := listenUDP(t)
+	s := newStream(t, Config{PacketConn: c, RemoteAddr: c.LocalAddr(), RTCPInterval: -1})
+	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}
+	s.SetRemote(from)
+	now := time.Now()
+	audio := make([]byte, 160)
+	for i := 0; i < 20; i++ {
+		pt := uint8(0)
+		payload := audio
+		if i >= 5 && i < 10 {
+			pt, payload = 13, []byte{40} // RFC 3389 comfort noise during a pause
+		}
+		s.handlePacket(rtpBytes(pt, uint16(i), uint32(i*160), 77, payload), from, now.Add(time.Duration(i)*FrameDuration))
+	}
+	// An unknown payload type from an unknown SSRC creates nothing.
+	s.handlePacket(rtpBytes(13, 1, 1, 78, []byte{1}), from, now)
+	st := s.Stats()
+	if st.PacketsLost != 0 || st.LossFraction != 0 || st.PacketsReceived != 20 || st.Sources != 1 || st.Discarded != 1 {
+		t.Fatalf("stats %+v: want 20 received, no loss, one source, one discard", st)
+	}
+}
+
+func TestConnCanBeReusedAfterClose(t *testing.T) {
+	ca, cb := listenUDP(t), listenUDP(t)
+	first, err := New(Config{PacketConn: cb, RemoteAddr: ca.LocalAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // leaves a read deadline in the past on cb
+	second := newStream(t, Config{PacketConn: cb, RemoteAddr: ca.LocalAddr()})
+	newStream(t, Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), Source: NewToneSource(440, 0)})
+	select {
+	case <-second.FirstPacket():
+	case <-time.After(3 * time.Second):
+		t.Fatal("a Stream on a reused conn receives nothing")
+	}
+}
+
+func TestByeIsReported(t *testing.T) {
+	ca, cb := listenUDP(t), listenUDP(t)
+	alice, err := New(Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), Source: NewToneSource(440, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := newStream(t, Config{PacketConn: cb, RemoteAddr: ca.LocalAddr()})
+	waitFor(t, 3*time.Second, "audio at bob", func() bool { return bob.Stats().PacketsReceived > 3 })
+	if bob.Stats().ByeReceived {
+		t.Fatal("bye before alice left")
+	}
+	alice.Close()
+	waitFor(t, 3*time.Second, "BYE at bob", func() bool { return bob.Stats().ByeReceived })
+}
