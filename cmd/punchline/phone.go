@@ -2,10 +2,295 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/punchline/punchline/ice"
+	"github.com/punchline/punchline/internal/phone"
+	"github.com/punchline/punchline/media"
 )
 
-func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("phone is not built yet")
+// phoneFlags is everything `punchline phone` can be told.
+type phoneFlags struct {
+	server, user, password, realm, transport string
+	stun, turn                               string
+	icePolicy                                string
+	call                                     string
+	answer                                   bool
+	play, record                             string
+	tone                                     float64
+	duration                                 time.Duration
+	statsJSON                                string
+	bind                                     string
+	keepalive                                time.Duration
+	logLevel                                 string
+	dtmf                                     string
 }
+
+func bindPhoneFlags(fs *flag.FlagSet, f *phoneFlags) {
+	fs.StringVar(&f.server, "server", "127.0.0.1:5060", "SIP server, host:port")
+	fs.StringVar(&f.user, "user", "", "account name")
+	fs.StringVar(&f.password, "password", "", "account password (also the TURN password)")
+	fs.StringVar(&f.realm, "realm", "", "domain of our address user@REALM (default: the server's host)")
+	fs.StringVar(&f.transport, "transport", "udp", "SIP transport: udp or tcp")
+	fs.StringVar(&f.stun, "stun", "", "STUN server URI, e.g. stun:host:3478 (default: the server's relay; \"none\" disables)")
+	fs.StringVar(&f.turn, "turn", "", "TURN server URI, e.g. turn:host:3478?transport=tcp (default: the server's relay with the SIP credentials; \"none\" disables)")
+	fs.StringVar(&f.icePolicy, "ice-policy", "all", "candidates to use: all (direct when possible) or relay (always via TURN)")
+	fs.StringVar(&f.call, "call", "", "call this user (name, name@domain or SIP URI)")
+	fs.BoolVar(&f.answer, "answer", false, "wait for one call and answer it")
+	fs.StringVar(&f.play, "play", "", "WAV file to send (mono; resampled to 8 kHz)")
+	fs.Float64Var(&f.tone, "tone", 0, "send a sine tone of this many Hz")
+	fs.StringVar(&f.record, "record", "", "WAV file to record what we hear into")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "--call: hang up after this long; --answer: give up waiting and hang up after this long in all")
+	fs.StringVar(&f.statsJSON, "stats-json", "", "write call statistics as JSON to FILE at the end (\"-\" for stdout)")
+	fs.StringVar(&f.bind, "bind", "", "local IP address to use for SIP and media (default: what routes to the server)")
+	fs.StringVar(&f.bind, "local-ip", "", "same as --bind")
+	fs.DurationVar(&f.keepalive, "keepalive", 0, "SIP NAT keepalive period when idle (default 25s)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.StringVar(&f.dtmf, "dtmf", "", "--call: send these DTMF digits (RFC 4733) once media flows")
+}
+
+// phoneConfig turns the flags into the engine's Config.
+func (f *phoneFlags) phoneConfig(log *slog.Logger) (phone.Config, error) {
+	cfg := phone.Config{
+		Server: f.server, User: f.user, Password: f.password, Realm: f.realm,
+		Transport: f.transport, KeepAlive: f.keepalive, Logger: log,
+	}
+	var err error
+	if cfg.ICEPolicy, err = ice.ParsePolicy(f.icePolicy); err != nil {
+		return cfg, err
+	}
+	serverList := func(v string) []string {
+		switch v {
+		case "":
+			return nil // the server's own relay
+		case "none":
+			return []string{}
+		}
+		return splitList(v)
+	}
+	cfg.STUN, cfg.TURN = serverList(f.stun), serverList(f.turn)
+	if f.bind != "" {
+		if cfg.LocalIP = net.ParseIP(f.bind); cfg.LocalIP == nil {
+			return cfg, fmt.Errorf("--bind %q: not an IP address", f.bind)
+		}
+	}
+	return cfg, nil
+}
+
+func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("phone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: punchline phone --server HOST:PORT --user NAME --password P (--call TARGET | --answer) [flags]")
+		fs.PrintDefaults()
+	}
+	var f phoneFlags
+	bindPhoneFlags(fs, &f)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (f.call == "") == !f.answer {
+		fmt.Fprintln(stderr, "punchline phone: give exactly one of --call TARGET or --answer")
+		return errUsage
+	}
+	if f.play != "" && f.tone != 0 {
+		fmt.Fprintln(stderr, "punchline phone: give at most one of --play and --tone")
+		return errUsage
+	}
+	if f.duration <= 0 {
+		return errors.New("--duration must be positive")
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.phoneConfig(log)
+	if err != nil {
+		return err
+	}
+
+	// Media: what we send and where what we hear goes.
+	var opts phone.MediaOptions
+	switch {
+	case f.play != "":
+		src, err := media.NewWAVSource(f.play, false)
+		if err != nil {
+			return fmt.Errorf("--play: %w", err)
+		}
+		opts.Source = src
+	case f.tone != 0:
+		if f.tone < 20 || f.tone > 3900 {
+			return fmt.Errorf("--tone %v: want 20 to 3900 Hz (8 kHz sampling)", f.tone)
+		}
+		opts.Source = media.NewToneSource(f.tone, 0)
+	}
+	if f.record != "" {
+		rec, err := media.CreateWAVRecorder(f.record)
+		if err != nil {
+			return fmt.Errorf("--record: %w", err)
+		}
+		defer rec.Close()
+		opts.Sink = rec
+	}
+	opts.OnDTMF = func(d media.DTMF) {
+		if d.Digit != 0 {
+			fmt.Fprintf(stderr, "DTMF %c\n", d.Digit)
+		}
+	}
+
+	// The whole run is bounded: --call by setup time plus --duration,
+	// --answer by --duration from the start.
+	deadline := f.duration
+	if f.call != "" {
+		deadline += 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+
+	p, err := phone.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.Register(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "registered as %s via %s %s\n", p.AOR(), cfg.TransportOrDefault(), p.SIP().ServerAddr())
+
+	var call *phone.Call
+	if f.call != "" {
+		fmt.Fprintf(stderr, "calling %s ...\n", f.call)
+		call, err = p.Call(ctx, f.call, opts)
+	} else {
+		fmt.Fprintln(stderr, "waiting for a call ...")
+		call, err = p.Answer(ctx, opts)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no call within %v", f.duration)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("interrupted")
+		}
+		return err
+	}
+	st := call.Stats()
+	fmt.Fprintf(stderr, "connected with %s: %s (%s/%s)\n", call.Peer(), routeWord(st.Route, st.ICE), st.LocalCandidateType, st.RemoteCandidateType)
+
+	if f.dtmf != "" {
+		go func() {
+			select {
+			case <-call.FirstRTP():
+				call.SendDTMF(ctx, f.dtmf)
+			case <-call.Done():
+			}
+		}()
+	}
+
+	// Hold the call until our time is up or the peer hangs up.
+	callEnd := time.NewTimer(f.duration)
+	if f.answer {
+		callEnd.Stop() // --answer is bounded by ctx, from the start.
+	}
+	defer callEnd.Stop()
+	live := isTerminal(stderr)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	remoteHangup := false
+loop:
+	for {
+		select {
+		case <-call.Done():
+			remoteHangup = true
+			break loop
+		case <-callEnd.C:
+			break loop
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			if live {
+				s := call.Stats()
+				fmt.Fprintf(stderr, "\r\033[K%s %s  %s  loss %.1f%%  jitter %.0f ms  MOS %.2f",
+					routeWord(s.Route, s.ICE), call.Peer(), fmtElapsed(s.DurationS), 100*s.LossFraction, s.JitterMs, s.MOS)
+			}
+		}
+	}
+	final := call.Stats()
+	if live {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if !remoteHangup {
+		hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := call.Hangup(hctx); err != nil {
+			log.Warn("hang up", "err", err)
+		}
+		hcancel()
+		fmt.Fprintln(stderr, "hung up")
+	} else {
+		fmt.Fprintf(stderr, "%s hung up\n", call.Peer())
+	}
+	fmt.Fprintf(stderr, "call: %s, setup %.0f ms, sent %d, received %d packets, loss %.1f%%, jitter %.1f ms, rtt %.1f ms, MOS %.2f\n",
+		routeWord(final.Route, final.ICE), final.SetupMs, final.PacketsSent, final.PacketsReceived,
+		100*final.LossFraction, final.JitterMs, final.RTTMs, final.MOS)
+	if f.statsJSON != "" {
+		if err := writeStats(f.statsJSON, stdout, final); err != nil {
+			return err
+		}
+	}
+	if final.PacketsReceived == 0 {
+		return phone.ErrNoMedia
+	}
+	return nil
+}
+
+func routeWord(route string, ice bool) string {
+	if route == "" {
+		route = "no path"
+	}
+	if !ice {
+		return route + " (peer without ICE)"
+	}
+	return route
+}
+
+func fmtElapsed(s float64) string {
+	d := time.Duration(s * float64(time.Second)).Round(time.Second)
+	return fmt.Sprintf("%d:%02d", int(d.Minutes()), int(d.Seconds())%60)
+}
+
+// writeStats writes the stats JSON to path, or stdout for "-".
+func writeStats(path string, stdout io.Writer, st phone.Stats) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("--stats-json: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal), where
+// a live status line can be rewritten in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+

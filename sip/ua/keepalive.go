@@ -17,15 +17,41 @@ type stunKeepalive struct {
 	lastOK  time.Time
 }
 
-// keepaliveLoop sends a keepalive to the server every cfg.KeepAlive.
+// SetKeepAlive changes the keepalive period from now on; zero restores
+// Config.KeepAlive. A phone shortens it during calls so that the hang-up
+// can reach it through NATs with short UDP timeouts.
+func (u *UA) SetKeepAlive(d time.Duration) {
+	u.mu.Lock()
+	u.kaPeriod = d
+	u.mu.Unlock()
+	select {
+	case u.kaReset <- struct{}{}:
+	default:
+	}
+}
+
+func (u *UA) keepalivePeriod() time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.kaPeriod > 0 {
+		return u.kaPeriod
+	}
+	return u.cfg.KeepAlive
+}
+
+// keepaliveLoop sends a keepalive to the server every keepalive period.
 func (u *UA) keepaliveLoop() {
-	t := time.NewTicker(u.cfg.KeepAlive)
+	t := time.NewTimer(u.keepalivePeriod())
 	defer t.Stop()
 	for {
 		select {
 		case <-u.ctx.Done():
 			return
+		case <-u.kaReset:
+			t.Reset(u.keepalivePeriod())
+			continue
 		case <-t.C:
+			t.Reset(u.keepalivePeriod())
 		}
 		if err := u.sendKeepalive(); err != nil {
 			u.log.Warn("keepalive failed; registering again", "err", err)

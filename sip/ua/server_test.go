@@ -307,7 +307,7 @@ func (s *testServer) forward(req *sip.Request, tx sip.ServerTransaction, fwd *si
 	opts := []sipgo.ClientRequestOption{sipgo.ClientRequestAddVia, sipgo.ClientRequestDecreaseMaxForward}
 	if recordRoute {
 		fwd.PrependHeader(&sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1",
-			Port: portOf(s.addr(strings.ToLower(req.Transport()))),
+			Port:      portOf(s.addr(strings.ToLower(req.Transport()))),
 			UriParams: sip.HeaderParams{{K: "transport", V: strings.ToLower(req.Transport())}, {K: "lr", V: ""}}}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)

@@ -45,6 +45,8 @@ type UA struct {
 	calls      map[string]*Call // by Call-ID
 	reg        *registration
 	keepaliveC chan struct{} // signals a keepalive write failed (TCP flow lost)
+	kaReset    chan struct{} // signals a new keepalive period
+	kaPeriod   time.Duration // overrides cfg.KeepAlive when > 0
 	stunState  stunKeepalive
 }
 
@@ -61,6 +63,7 @@ func New(cfg Config) (*UA, error) {
 		incoming:   make(chan *IncomingCall, 1),
 		calls:      map[string]*Call{},
 		keepaliveC: make(chan struct{}, 1),
+		kaReset:    make(chan struct{}, 1),
 	}
 	u.aor = sip.Uri{Scheme: "sip", User: cfg.User, Host: cfg.Domain}
 	if u.net == nil {
