@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/punchline/punchline/ice"
+	"github.com/punchline/punchline/internal/conference"
+	"github.com/punchline/punchline/media"
+	"github.com/punchline/punchline/sip/ua"
+)
+
+// joinFlags are the conference flags of `punchline phone`.
+type joinFlags struct {
+	room          string
+	maxUploadKbps int
+	pin           string
+}
+
+// bindJoinFlags adds --join, --max-upload-kbps and --room-pin to the phone
+// command's flag set.
+func bindJoinFlags(fs *flag.FlagSet, j *joinFlags) {
+	fs.StringVar(&j.room, "join", "", "join the conference room NAME (sip:room-NAME@REALM) instead of --call/--answer")
+	fs.IntVar(&j.maxUploadKbps, "max-upload-kbps", 0, "--join: upload budget in kbit/s; above it, our audio goes to one forwarding peer (or the server) instead of to everyone")
+	fs.StringVar(&j.pin, "room-pin", "", "--join: the room's PIN, if it has one (the first joiner of a room sets it)")
+}
+
+// relayPort is the server relay's default port (the phone's default STUN
+// and TURN server is the SIP server's host on it).
+const relayPort = 3478
+
+// joinICEConfig builds the legs' ICE configuration from the phone flags:
+// the same defaults as a call (the server's own relay with the SIP
+// credentials, overridable by --stun/--turn, "none" disables).
+func joinICEConfig(f *phoneFlags, serverHost string) (ice.Config, error) {
+	var ic ice.Config
+	pol, err := ice.ParsePolicy(f.icePolicy)
+	if err != nil {
+		return ic, err
+	}
+	ic.Policy = pol
+	relay := net.JoinHostPort(serverHost, strconv.Itoa(relayPort))
+	list := func(v, def string) []string {
+		switch v {
+		case "":
+			return []string{def}
+		case "none":
+			return nil
+		}
+		return splitList(v)
+	}
+	for _, s := range list(f.stun, "stun:"+relay) {
+		if !strings.HasPrefix(s, "stun:") && !strings.HasPrefix(s, "stuns:") {
+			s = "stun:" + s
+		}
+		ic.Servers = append(ic.Servers, ice.Server{URL: s})
+	}
+	turns := list(f.turn, "turn:"+relay+"?transport=udp")
+	for _, s := range turns {
+		if !strings.HasPrefix(s, "turn:") && !strings.HasPrefix(s, "turns:") {
+			s = "turn:" + s
+		}
+		ic.Servers = append(ic.Servers, ice.Server{URL: s, Username: f.user, Password: f.password})
+	}
+	if pol == ice.PolicyRelay && len(turns) == 0 {
+		return ic, errors.New("--ice-policy relay needs a TURN server")
+	}
+	ip := net.ParseIP(f.bind)
+	if f.bind != "" && ip == nil {
+		return ic, fmt.Errorf("--bind %q: not an IP address", f.bind)
+	}
+	if ip == nil {
+		ip = net.ParseIP(serverHost)
+		if ip != nil && !ip.IsLoopback() {
+			ip = nil
+		}
+	}
+	if ip != nil {
+		// One address for the legs' host candidates: the one we were told
+		// to use, or loopback when the server is on this host (then every
+		// phone is, and other interfaces only add useless checks).
+		want := ip
+		ic.IPFilter = func(c net.IP) bool { return c.Equal(want) }
+		ic.IncludeLoopback = want.IsLoopback()
+	}
+	return ic, nil
+}
+
+// runJoin is `punchline phone ... --join ROOM`: register, join the room,
+// talk for --duration (or until interrupted), leave, write the stats.
+func runJoin(ctx context.Context, f *phoneFlags, j *joinFlags, stdout, stderr io.Writer) error {
+	if f.call != "" || f.answer {
+		fmt.Fprintln(stderr, "punchline phone: --join does not go with --call or --answer")
+		return errUsage
+	}
+	if f.play != "" && f.tone != 0 {
+		fmt.Fprintln(stderr, "punchline phone: give at most one of --play and --tone")
+		return errUsage
+	}
+	if f.duration <= 0 {
+		return errors.New("--duration must be positive")
+	}
+	if j.maxUploadKbps < 0 {
+		return errors.New("--max-upload-kbps must not be negative")
+	}
+	if f.user == "" {
+		return errors.New("--join needs --user and --password")
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(f.server)
+	if err != nil {
+		return fmt.Errorf("--server %q: %w", f.server, err)
+	}
+	domain := f.realm
+	if domain == "" {
+		domain = host
+	}
+	iceCfg, err := joinICEConfig(f, host)
+	if err != nil {
+		return err
+	}
+	iceCfg.Logger = log.With("subsystem", "ice")
+
+	var src media.Source
+	switch {
+	case f.play != "":
+		s, err := media.NewWAVSource(f.play, true)
+		if err != nil {
+			return fmt.Errorf("--play: %w", err)
+		}
+		src = s
+	case f.tone != 0:
+		if f.tone < 20 || f.tone > 3900 {
+			return fmt.Errorf("--tone %v: want 20 to 3900 Hz (8 kHz sampling)", f.tone)
+		}
+		src = media.NewToneSource(f.tone, 0)
+	}
+	var sink media.Sink
+	if f.record != "" {
+		rec, err := media.CreateWAVRecorder(f.record)
+		if err != nil {
+			return fmt.Errorf("--record: %w", err)
+		}
+		defer rec.Close()
+		sink = rec
+	}
+
+	u, err := ua.New(ua.Config{
+		Server: f.server, Transport: f.transport, User: f.user, Password: f.password,
+		Domain: domain, LocalAddr: f.bind, KeepAlive: f.keepalive,
+		// One call per other participant.
+		MaxCalls: 64, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+	err = u.Register(rctx)
+	rcancel()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "registered as %s via %s %s\n", u.AOR(), f.transport, u.ServerAddr())
+
+	e, err := conference.Join(ctx, conference.Config{
+		UA: u, Server: f.server, Transport: f.transport, User: f.user, Password: f.password,
+		Domain: domain, Room: j.room, PIN: j.pin, UploadKbps: j.maxUploadKbps,
+		ICE: iceCfg, Source: src, Sink: sink, LocalIP: f.bind, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "joined room-%s@%s\n", j.room, domain)
+
+	end := time.NewTimer(f.duration)
+	defer end.Stop()
+	live := isTerminal(stderr)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var lastMembers string
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-end.C:
+			break loop
+		case <-tick.C:
+			members := strings.Join(e.Members(), " ")
+			if members != lastMembers {
+				lastMembers = members
+				if live {
+					fmt.Fprint(stderr, "\r\033[K")
+				}
+				fmt.Fprintf(stderr, "room-%s: %s\n", j.room, members)
+			}
+			if live {
+				fmt.Fprintf(stderr, "\r\033[K%s", statusLine(e.Stats()))
+			}
+		}
+	}
+	final := e.Stats()
+	if live {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	e.Close()
+	fmt.Fprintf(stderr, "left room-%s after %s\n", j.room, time.Duration(final.DurationMS)*time.Millisecond)
+	for _, p := range final.Peers {
+		via := p.Route
+		if p.Via != "" {
+			via += " via " + p.Via
+		}
+		fmt.Fprintf(stderr, "  %-12s %-20s received %d packets, loss %.1f%%, MOS %.2f\n", p.User, via, p.RTPPacketsReceived, 100*p.LossFraction, p.MOS)
+	}
+	if f.statsJSON != "" {
+		b, err := json.MarshalIndent(final, "", "  ")
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if f.statsJSON == "-" {
+			if _, err := stdout.Write(b); err != nil {
+				return err
+			}
+		} else if err := os.WriteFile(f.statsJSON, b, 0o644); err != nil {
+			return fmt.Errorf("--stats-json: %w", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
+	}
+	return nil
+}
+
+func statusLine(st conference.Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "room-%s %s  up %.0f kbit/s", st.Room, fmtElapsed(float64(st.DurationMS)/1000), st.UploadKbps)
+	for _, p := range st.Peers {
+		fmt.Fprintf(&b, "  %s:%s %.2f", p.User, p.Route, p.MOS)
+	}
+	return b.String()
+}
