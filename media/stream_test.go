@@ -2,7 +2,6 @@ package media
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/punchline/punchline/media/mediatest"
 	"go.uber.org/goleak"
 )
 
@@ -56,49 +56,6 @@ func recordFor(t testing.TB, rec *Recording, d time.Duration) []int16 {
 	want := int(durToSamples(d))
 	waitFor(t, d+5*time.Second, "recording", func() bool { return len(rec.Samples()) >= want })
 	return rec.Samples()
-}
-
-// lossyConn wraps a PacketConn and mangles what it sends: it drops a
-// fraction of datagrams, duplicates some, and reorders some by holding a
-// datagram back until the next one has gone out. Everything is driven by
-// the writer's calls, so it needs no goroutines of its own.
-type lossyConn struct {
-	net.PacketConn
-	mu                       sync.Mutex
-	rng                      *rand.Rand
-	drop, dup, swap          float64
-	rtcpToo                  bool
-	held                     []byte
-	heldTo                   net.Addr
-	sent, dropped, reordered int
-}
-
-func (c *lossyConn) WriteTo(b []byte, to net.Addr) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if isRTCP(b) && !c.rtcpToo {
-		return c.PacketConn.WriteTo(b, to)
-	}
-	c.sent++
-	if c.rng.Float64() < c.drop {
-		c.dropped++
-		return len(b), nil
-	}
-	if c.held == nil && c.rng.Float64() < c.swap {
-		c.held = append([]byte(nil), b...)
-		c.heldTo = to
-		c.reordered++
-		return len(b), nil
-	}
-	n, err := c.PacketConn.WriteTo(b, to)
-	if c.rng.Float64() < c.dup {
-		c.PacketConn.WriteTo(b, to)
-	}
-	if c.held != nil {
-		c.PacketConn.WriteTo(c.held, c.heldTo)
-		c.held = nil
-	}
-	return n, err
 }
 
 func TestStreamsExchangeTonesOverUDP(t *testing.T) {
@@ -156,7 +113,7 @@ func TestStreamOverConnectedConnWithLossAndReorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bconn.Close() })
-	lossy := &lossyConn{PacketConn: ca, rng: rand.New(rand.NewPCG(7, 7)), drop: 0.05, swap: 0.1, dup: 0.02}
+	lossy := mediatest.NewPacketConn(ca, mediatest.Impairment{Drop: 0.05, Reorder: 0.1, Dup: 0.02, Seed: 7})
 	var rec Recording
 	alice := newStream(t, Config{PacketConn: lossy, RemoteAddr: bconn.LocalAddr(), Source: NewSamplesSource(speech, true),
 		RTCPInterval: 100 * time.Millisecond})
@@ -165,13 +122,11 @@ func TestStreamOverConnectedConnWithLossAndReorder(t *testing.T) {
 	got := recordFor(t, &rec, 3*time.Second)
 	m := Match(got, speech)
 	st := bob.Stats()
-	t.Logf("match %+v; bob %+v; induced drop %d reorder %d", m, st, lossy.dropped, lossy.reordered)
+	t.Logf("match %+v; bob %+v; induced %+v", m, st, lossy.Counts())
 	if m.Score < 0.8 {
 		t.Errorf("bob's recording matches the sent speech with score %.2f, want ≥ 0.8", m.Score)
 	}
-	lossy.mu.Lock()
-	induced := float64(lossy.dropped) / float64(lossy.sent)
-	lossy.mu.Unlock()
+	induced := float64(lossy.Counts().Dropped) / float64(lossy.Counts().Sent)
 	if st.LossFraction < induced-0.03 || st.LossFraction > induced+0.03 {
 		t.Errorf("loss fraction %.3f, want about the induced %.3f", st.LossFraction, induced)
 	}
