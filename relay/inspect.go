@@ -39,7 +39,9 @@ const (
 // to refuse with the proper 400/401/438.
 type inspector struct {
 	minL, maxL  time.Duration
-	keyFor      func(username, realm string) ([]byte, bool)
+	keyFor      func(username, realm string) (userID string, key []byte, ok bool)
+	// resv, when set, takes over RESERVATION-TOKENs (see reservation.go).
+	resv *reservations
 	peerAllowed func(net.IP) bool
 	refused     func(peer net.IP) // called when a ChannelBind is refused here
 	// hasAllocation reports whether the 5-tuple (client, local) has one.
@@ -50,6 +52,11 @@ type inspector struct {
 // the length), or a reply to send to the client instead of passing the
 // message on.
 func (in *inspector) inspect(b []byte, n int, client, local net.Addr) (int, []byte) {
+	return in.inspectWith(b, n, client, local, nil)
+}
+
+// inspectWith is inspect with a reservations table (UDP listeners only).
+func (in *inspector) inspectWith(b []byte, n int, client, local net.Addr, resv *reservations) (int, []byte) {
 	if n < stunHeaderSize || n > len(b) || b[0]&0xC0 != 0 {
 		return n, nil
 	}
@@ -71,7 +78,7 @@ func (in *inspector) inspect(b []byte, n int, client, local net.Addr) (int, []by
 	case typeCreatePermRequest:
 		return n, nil
 	}
-	return in.clampLifetime(b, n, m), nil
+	return in.rewrite(b, n, m, resv), nil
 }
 
 // mismatch answers 437 to an authenticated request without an allocation.
@@ -99,16 +106,21 @@ func errorReply(m *stun.Message, code stun.ErrorCode, key []byte) []byte {
 
 // verified returns the key m is signed with, if it checks.
 func (in *inspector) verified(m *stun.Message) ([]byte, bool) {
+	_, key, ok := in.verifiedUser(m)
+	return key, ok
+}
+
+func (in *inspector) verifiedUser(m *stun.Message) (string, []byte, bool) {
 	var user stun.Username
 	var realm stun.Realm
 	if user.GetFrom(m) != nil || realm.GetFrom(m) != nil {
-		return nil, false
+		return "", nil, false
 	}
-	key, ok := in.keyFor(user.String(), realm.String())
+	id, key, ok := in.keyFor(user.String(), realm.String())
 	if !ok || stun.MessageIntegrity(key).Check(m) != nil {
-		return nil, false
+		return "", nil, false
 	}
-	return key, true
+	return id, key, true
 }
 
 func (in *inspector) channelBind(m *stun.Message) []byte {
@@ -124,39 +136,61 @@ func (in *inspector) channelBind(m *stun.Message) []byte {
 	return errorReply(m, stun.CodeForbidden, key)
 }
 
-func (in *inspector) clampLifetime(b []byte, n int, m *stun.Message) int {
-	raw, err := m.Get(stun.AttrLifetime)
-	if err != nil || len(raw) != 4 {
+// rewrite clamps LIFETIME and, with resv, takes over a RESERVATION-TOKEN;
+// it re-signs the message if it changed anything.
+func (in *inspector) rewrite(b []byte, n int, m *stun.Message, resv *reservations) int {
+	var newLifetime []byte
+	if raw, err := m.Get(stun.AttrLifetime); err == nil && len(raw) == 4 {
+		asked := time.Duration(binary.BigEndian.Uint32(raw)) * time.Second
+		// A Refresh with lifetime 0 deletes the allocation: leave it.
+		if m.Type.Method != stun.MethodRefresh || asked != 0 {
+			granted := min(max(asked, in.minL), in.maxL).Truncate(time.Second)
+			if granted != asked {
+				newLifetime = binary.BigEndian.AppendUint32(nil, uint32(granted/time.Second))
+			}
+		}
+	}
+	var token []byte
+	if resv != nil && m.Type.Method == stun.MethodAllocate &&
+		!m.Contains(stun.AttrEvenPort) && !m.Contains(stun.AttrRequestedAddressFamily) {
+		// (pion rejects those combinations with 400 itself.)
+		token, _ = reservationTokenOf(m)
+	}
+	if newLifetime == nil && token == nil {
 		return n
 	}
-	asked := time.Duration(binary.BigEndian.Uint32(raw)) * time.Second
-	if m.Type.Method == stun.MethodRefresh && asked == 0 {
-		return n // a Refresh with lifetime 0 deletes the allocation
-	}
-	granted := min(max(asked, in.minL), in.maxL).Truncate(time.Second)
-	if granted == asked {
-		return n
-	}
-	key, ok := in.verified(m)
+	user, key, ok := in.verifiedUser(m)
 	if !ok {
+		return n
+	}
+	if token != nil {
+		port, found := resv.take(token)
+		if !found {
+			token = nil // unknown or expired: pion answers 508
+		} else {
+			resv.setPending(user, port)
+		}
+	}
+	if newLifetime == nil && token == nil {
 		return n
 	}
 	out := &stun.Message{Type: m.Type, TransactionID: m.TransactionID}
 	out.WriteHeader()
-	var v [4]byte
-	binary.BigEndian.PutUint32(v[:], uint32(granted/time.Second))
 	for _, a := range m.Attributes {
-		if a.Type == stun.AttrMessageIntegrity {
+		switch {
+		case a.Type == stun.AttrMessageIntegrity:
 			// Attributes after MESSAGE-INTEGRITY other than FINGERPRINT
 			// are ignored by receivers (RFC 8489 §14.5); drop them.
-			break
+			goto sign
+		case a.Type == stun.AttrLifetime && newLifetime != nil:
+			out.Add(a.Type, newLifetime)
+		case a.Type == stun.AttrReservationToken && token != nil:
+			// handed to the relay address generator instead
+		default:
+			out.Add(a.Type, a.Value)
 		}
-		if a.Type == stun.AttrLifetime {
-			out.Add(a.Type, v[:])
-			continue
-		}
-		out.Add(a.Type, a.Value)
 	}
+sign:
 	if stun.MessageIntegrity(key).AddTo(out) != nil {
 		return n
 	}

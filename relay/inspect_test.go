@@ -16,8 +16,8 @@ func testInspector(hasAlloc bool) *inspector {
 	return &inspector{
 		minL: 30 * time.Second,
 		maxL: 10 * time.Minute,
-		keyFor: func(u, r string) ([]byte, bool) {
-			return inspectKey, u == "alice" && r == testRealm
+		keyFor: func(u, r string) (string, []byte, bool) {
+			return u, inspectKey, u == "alice" && r == testRealm
 		},
 		peerAllowed:   PeerFilter{}.AllowedIP,
 		refused:       func(net.IP) {},

@@ -36,12 +36,21 @@ func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			c.exit.Do(c.s.loops.Done)
 			return n, addr, err
 		}
-		n, reply := c.s.inspect.inspect(p, n, addr, c.PacketConn.LocalAddr())
+		n, reply := c.s.inspect.inspectWith(p, n, addr, c.PacketConn.LocalAddr(), c.s.resv)
 		if reply == nil {
 			return n, addr, nil
 		}
 		c.PacketConn.WriteTo(reply, addr) //nolint:errcheck // a lost reply is retransmitted for.
 	}
+}
+
+// WriteTo sends to a client; Allocate responses are noted for their
+// reservation tokens (one byte compare for everything else).
+func (c *listenConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if len(p) > 1 && p[0] == 0x01 {
+		c.s.resv.noteResponse(p)
+	}
+	return c.PacketConn.WriteTo(p, addr)
 }
 
 // streamListener hands pion TCP or TLS client connections wrapped in

@@ -20,6 +20,11 @@ type relayGen struct {
 func (g *relayGen) Validate() error { return g.inner.Validate() }
 
 func (g *relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if conf.RequestedPort == 0 && conf.UserID != "" {
+		if port, ok := g.s.resv.popPending(conf.UserID); ok {
+			conf.RequestedPort = port // the port an earlier EVEN-PORT reserved
+		}
+	}
 	if err := g.s.acquire(conf.UserID); err != nil {
 		return nil, nil, err
 	}

@@ -43,6 +43,7 @@ type Server struct {
 	quota   *quota
 	turn    *turn.Server
 	inspect *inspector
+	resv    *reservations
 
 	endpoints []Endpoint
 
@@ -94,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 		streams: map[*streamConn]struct{}{},
 	}
 	s.inspect = s.newInspector()
+	s.resv = newReservations(cfg.Now)
 
 	var pcs []turn.PacketConnConfig
 	var lns []turn.ListenerConfig
@@ -418,9 +420,9 @@ func (s *Server) authHandler(ra *turn.RequestAttributes) (string, []byte, bool) 
 
 // keyFor serves the lifetime clamp, without counting failures (pion's
 // auth of the same message counts them).
-func (s *Server) keyFor(username, realm string) ([]byte, bool) {
-	_, key, err := s.auth.key(username, realm)
-	return key, err == nil
+func (s *Server) keyFor(username, realm string) (string, []byte, bool) {
+	id, key, err := s.auth.key(username, realm)
+	return id, key, err == nil
 }
 
 func (s *Server) quotaHandler(user, _ string, src net.Addr) bool {
