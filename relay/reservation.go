@@ -124,4 +124,3 @@ func reservationTokenOf(m *stun.Message) ([]byte, bool) {
 	}
 	return v, true
 }
-
