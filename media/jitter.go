@@ -172,8 +172,12 @@ func NewJitterBuffer(cfg JitterConfig) *JitterBuffer {
 	return b
 }
 
-func samplesToDur(n int64) time.Duration { return time.Duration(n) * time.Second / SampleRate }
-func durToSamples(d time.Duration) int64 { return int64(d) * SampleRate / int64(time.Second) }
+// sampleNs is the duration of one sample; 8 kHz divides a second exactly,
+// which keeps these conversions exact and free of overflow for centuries.
+const sampleNs = int64(time.Second) / SampleRate
+
+func samplesToDur(n int64) time.Duration { return time.Duration(n * sampleNs) }
+func durToSamples(d time.Duration) int64 { return int64(d) / sampleNs }
 
 func unwrap16(ref int64, v uint16) int64 { return ref + int64(int16(v-uint16(ref))) }
 func unwrap32(ref int64, v uint32) int64 { return ref + int64(int32(v-uint32(ref))) }

@@ -61,8 +61,9 @@ type Config struct {
 	// SourceDone.
 	Source Source
 	// Sink, if set, receives the played-out audio every 20 ms from a
-	// goroutine the Stream owns. Leave it nil to pull with PopFrame (e.g. into
-	// a Mixer).
+	// goroutine the Stream owns (silence before the first packet, so a
+	// recording keeps wall-clock time). Leave it nil to pull with PopFrame
+	// (e.g. into a Mixer). The Stream does not close it.
 	Sink Sink
 	// Jitter configures the per-SSRC jitter buffers.
 	Jitter JitterConfig
@@ -73,7 +74,8 @@ type Config struct {
 	RTCPInterval time.Duration
 
 	// OnDTMF is called once per received telephone-event, when its first
-	// packet arrives, on the Stream's receive goroutine. It must not block.
+	// packet arrives, on the Stream's receive goroutine. It must not block
+	// or call Close.
 	OnDTMF func(DTMF)
 	// OnRTP, if set, sees every accepted RTP packet (audio and events) on the
 	// receive goroutine before it is buffered: a conference forwarder relays
@@ -461,14 +463,15 @@ func (s *Stream) write(b []byte, isRTCP bool) error {
 const dtmfUpdate = FrameDuration
 
 // SendDTMF sends digits as RFC 4733 telephone-events, each lasting duration
-// (default 100 ms; at least 40 ms) with a 60 ms pause between digits. Audio is
+// (default 100 ms; 40 ms to 5 s) with a 60 ms pause between digits. Audio is
 // suppressed while an event is on. It blocks until the digits are sent or
 // ctx ends.
 func (s *Stream) SendDTMF(ctx context.Context, digits string, duration time.Duration) error {
 	if duration <= 0 {
 		duration = 100 * time.Millisecond
 	}
-	duration = max(duration, 2*dtmfUpdate)
+	// The duration field is 16 bits of 1/8000 s; 5 s is far beyond any keypress.
+	duration = min(max(duration, 2*dtmfUpdate), 5*time.Second)
 	events := make([]uint8, 0, len(digits))
 	for _, d := range digits {
 		ev, err := DigitEvent(d)
@@ -595,6 +598,11 @@ func (s *Stream) readLoop() {
 				// Stream's Close on a reused conn): clear it, or every read
 				// would fail at once.
 				s.clearDeadline()
+				// Close cancels before it sets its own deadline, so if we
+				// just cleared that one, the cancellation is visible here.
+				if s.ctx.Err() != nil {
+					return
+				}
 				continue
 			}
 			// ICMP errors (connection refused while the peer is not up yet)
