@@ -16,6 +16,23 @@
 //	conn, _ := s.Connect(ctx)                 // RTP and RTCP go over conn
 //	s.Route()                                 // direct or relayed, and the pair's types
 //
+// The callee does the same with controlling=false, calling SetRemote with
+// the offer's values and Connect as soon as it has sent its answer (its
+// checks then open its NAT for the caller's). Connect returns one net.Conn
+// per session; it stays valid across route changes and restarts.
+//
+// When the path dies mid-call, OnStateChange reports StateDisconnected
+// (nothing heard for 3 s) and later StateFailed. The phone then restarts
+// ICE: Restart returns fresh credentials and candidates for a re-INVITE,
+// the answer's values go to SetRemote, and checks resume on the same
+// conn; if the direct path is gone, the relayed pair wins. A re-offer with
+// unchanged credentials is not a restart ([Description.Restarts]).
+//
+// A peer whose SDP has no ICE ([Description.HasICE] false) cannot be
+// reached through a Session: pion's agent needs the peer's checks. Use a
+// plain UDP socket with symmetric RTP for it (package media latches), and
+// answer with [Description.ClearICE] applied (NewAnswer does it).
+//
 // Defaults are tuned for calls rather than for pion's data-channel use: a
 // 20 ms check pace, no acceptance wait for host, server-reflexive and
 // peer-reflexive pairs, 1 s for relayed pairs (so a relay is only chosen

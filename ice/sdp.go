@@ -129,6 +129,18 @@ type Description struct {
 // onto where its RTP really comes from (symmetric RTP).
 func (d *Description) HasICE() bool { return d.Ufrag != "" && d.Pwd != "" }
 
+// Restarts reports whether d, a new offer in the same dialog, restarts
+// ICE relative to prev, the peer's previous description: new ice-ufrag or
+// ice-pwd (RFC 8839 §4.4.1.1.1). A re-INVITE that only updates the default
+// candidate after ICE completed (pjsip and linphone send one) keeps the
+// credentials and is not a restart: the session carries on.
+func (d *Description) Restarts(prev *Description) bool {
+	if prev == nil || !d.HasICE() || !prev.HasICE() {
+		return false
+	}
+	return d.Ufrag != prev.Ufrag || d.Pwd != prev.Pwd
+}
+
 // OnHold reports whether the sender of this description puts the stream
 // on hold: sendonly, inactive, or the old c=0.0.0.0 form (RFC 2543).
 func (d *Description) OnHold() bool {

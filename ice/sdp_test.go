@@ -335,3 +335,25 @@ func TestMarshalRejectsIncomplete(t *testing.T) {
 		t.Fatalf("SetICE without candidates = %v", err)
 	}
 }
+
+func TestReinviteAfterICEIsNotARestart(t *testing.T) {
+	first, err := ice.Parse(readSample(t, "pjsip-offer.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ice.Parse(readSample(t, "pjsip-reinvite-after-ice.sdp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Restarts(first) {
+		t.Error("pjsip's post-ICE re-INVITE read as an ICE restart")
+	}
+	if again.SessionVersion != first.SessionVersion+1 {
+		t.Errorf("session version %d after %d", again.SessionVersion, first.SessionVersion)
+	}
+	restarted := *again
+	restarted.Ufrag = "n3wufrag"
+	if !restarted.Restarts(first) {
+		t.Error("new ufrag not read as a restart")
+	}
+}

@@ -201,3 +201,48 @@ func TestConnectFailsWhenPeerNeverAnswers(t *testing.T) {
 		t.Fatalf("Connect = %v, want ErrFailed", err)
 	}
 }
+
+func TestLiteCalleeWithFullCaller(t *testing.T) {
+	full, err := ice.NewSession(loopbackConfig(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	cfg := loopbackConfig()
+	cfg.Lite = true
+	lite, err := ice.NewSession(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ll, err := lite.Gather(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ll.Lite {
+		t.Fatal("lite session does not say so")
+	}
+	// The lite side's SDP carries a=ice-lite; the full side reads it.
+	d := ice.NewAudio()
+	if err := d.SetICE(ll); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := d.Marshal()
+	if !bytes.Contains(body, []byte("a=ice-lite\r\n")) {
+		t.Fatalf("no a=ice-lite in\n%s", body)
+	}
+	p, err := ice.Parse(body)
+	if err != nil || !p.Lite {
+		t.Fatalf("parse: %v lite=%v", err, p.Lite)
+	}
+	if err := full.SetRemoteLite(p.Lite); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := pair(t, full, lite)
+	exchange(t, ca, cb, 3)
+	if r, err := full.Route(); err != nil || r.Route != ice.RouteDirect {
+		t.Fatalf("route %+v %v", r, err)
+	}
+}
