@@ -375,3 +375,75 @@ func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 		})
 	}
 }
+
+// phoneSipp returns the sipp binary, skipping (failing under
+// PUNCHLINE_LAB, where CI installs it) when it is missing.
+func phoneSipp(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("PUNCHLINE_LAB") != "" {
+			t.Fatal("sipp (Debian sip-tester) is not installed")
+		}
+		t.Skip("sipp (Debian sip-tester) is not installed")
+	}
+	return p
+}
+
+// A SIP phone without ICE (sipp, with plain SDP) calls our phone through
+// the proxy. sipp echoes every RTP packet it gets back to its sender, so
+// our phone's recording holds the WAV it played only if our RTP reached
+// the c=/m= address sipp offered and we accepted RTP coming back from it.
+func TestPhoneAnswersCallerWithoutICE(t *testing.T) {
+	sipp := phoneSipp(t)
+	bin := phoneBuild(t)
+	s := phoneServe(t, bin, false)
+	dir := t.TempDir()
+	wav := filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav")
+	sent := readWAV(t, wav)
+	bob := phoneStart(t, "bob", bin, append(s.phoneArgs("bob", dir), "--answer", "--duration", "30s",
+		"--play", wav, "--record", filepath.Join(dir, "bob.wav"))...)
+	bob.waitFor(t, "registered", 15*time.Second)
+
+	scenario, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", "uac_plain_rtp_echo.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
+		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
+		"-rtp_echo", "-mp", strconv.Itoa(phoneFreePort(t)), "-mi", "127.0.0.1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
+		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
+	cmd.Dir = dir // sipp writes its logs into the working directory
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipp: %v\n%s\nbob:\n%s", err, tailLines(string(out), 30), bob.output())
+	}
+	if err := bob.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("bob: %v\n%s", err, bob.output())
+	}
+	st := readPhoneStats(t, filepath.Join(dir, "bob.json"))
+	t.Logf("bob: route %s, ice %v, remote %s (%s), setup %.1f ms, sent %d, received %d",
+		st.Route, st.ICE, st.RemoteAddr, st.RemoteCandidateType, st.SetupMs, st.PacketsSent, st.PacketsReceived)
+	if st.ICE {
+		t.Error("the call with a peer without ICE claims to use ICE")
+	}
+	if st.PacketsSent < 100 || st.PacketsReceived < 100 {
+		t.Errorf("sent %d, received %d RTP packets in a 3 s call", st.PacketsSent, st.PacketsReceived)
+	}
+	m := media.Match(readWAV(t, filepath.Join(dir, "bob.wav")), sent)
+	t.Logf("bob's recording of sipp's echo against what bob played: score %.2f over %d windows, lag %d samples", m.Score, m.Windows, m.Lag)
+	if m.Windows < 4 || m.Score < 0.8 {
+		t.Errorf("the echo sipp sent back does not carry what bob played: score %.2f over %d windows", m.Score, m.Windows)
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

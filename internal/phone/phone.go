@@ -2,6 +2,7 @@ package phone
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -152,8 +153,21 @@ func (p *Phone) Call(ctx context.Context, target string, opts MediaOptions) (*Ca
 }
 
 // Answer waits for the next incoming call, answers it and returns it
-// once media is connected.
+// once media is connected. A call the caller cancels before we could
+// answer (a forked call another of our devices took) does not count: Answer
+// goes on waiting.
 func (p *Phone) Answer(ctx context.Context, opts MediaOptions) (*Call, error) {
+	for {
+		c, err := p.answerOne(ctx, opts)
+		if errors.Is(err, ua.ErrCanceled) && ctx.Err() == nil {
+			p.log.Info("caller gave up before the answer; waiting for the next call", "err", err)
+			continue
+		}
+		return c, err
+	}
+}
+
+func (p *Phone) answerOne(ctx context.Context, opts MediaOptions) (*Call, error) {
 	ic, err := p.ua.Accept(ctx)
 	if err != nil {
 		return nil, err
