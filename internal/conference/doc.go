@@ -29,3 +29,7 @@
 //     to it, for a bridged SIP phone in the room or for streams the server
 //     forwards.
 package conference
+
+// StreamKbpsWire is one outgoing G.711 stream with its RTP, UDP and IPv4
+// headers (focus.StreamKbps), for tools that compare topologies.
+const StreamKbpsWire = 80
