@@ -17,7 +17,7 @@ import (
 // exactly the requests a test asks for (pion's client hides the channel
 // bind and refresh timing that the tests below need to control).
 type rawClient struct {
-	t      *testing.T
+	t      testing.TB
 	conn   net.PacketConn
 	server net.Addr
 	user   string
@@ -26,7 +26,7 @@ type rawClient struct {
 	nonce  string
 }
 
-func newRawClient(t *testing.T, server net.Addr, user, realm, password string) *rawClient {
+func newRawClient(t testing.TB, server net.Addr, user, realm, password string) *rawClient {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {

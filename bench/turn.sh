@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# bench/turn.sh: TURN relay throughput and CPU of `punchline serve` against
+# coturn's turnserver, side by side in one run under the same load.
+#
+# Load: coturn's turnutils_uclient relaying to turnutils_peer (an echo
+# server) on 127.0.0.1, by default 20 clients x 5000 messages of 172 bytes
+# sent back to back (-m 20 -n 5000 -l 172 -z 0). Each message crosses the
+# relay twice (client->peer, then the echo peer->client), so
+#   relayed packets/s = (messages sent + messages received) / wall seconds.
+# CPU is the server process's user+system time during the run, from
+# /proc/PID/stat. Runs alternate punchline, coturn, punchline, coturn...
+# (ROUNDS pairs) so that machine noise hits both; the medians are compared.
+#
+# Both servers are configured as equals: UDP listener on loopback,
+# long-term credentials for the same user, loopback peers allowed, no TLS,
+# relay threads per CPU (coturn's default, punchline's SO_REUSEPORT read
+# loops). coturn runs in the foreground on its own free port with its own
+# temporary config and user database; no system service is touched.
+# punchline runs with its default per-allocation bandwidth cap (4 MB/s
+# each way); its drop counter is printed so a capped run would show.
+#
+# Usage: bench/turn.sh [--rounds N] [--clients M] [--messages N]
+#                      [--length L] [--bin PATH]
+# Needs coturn (turnserver, turnutils_uclient, turnutils_peer), python3.
+# Output ends with machine-readable lines:
+#   RESULT punchline pps=P cpu_s=C lost=L
+#   RESULT coturn pps=P cpu_s=C lost=L
+#   RESULT ratio punchline/coturn pps=X cpu=Y
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=3
+clients=20
+messages=5000
+length=172
+bin=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) rounds=$2; shift ;;
+	--clients) clients=$2; shift ;;
+	--messages) messages=$2; shift ;;
+	--length) length=$2; shift ;;
+	--bin) bin=$2; shift ;;
+	-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+	*) echo "unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+for tool in turnserver turnutils_uclient turnutils_peer python3; do
+	command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install coturn python3)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
+
+# freeport prints a port free for both UDP and TCP on 127.0.0.1.
+freeport() {
+	python3 -c 'import socket
+for _ in range(50):
+    u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); u.bind(("127.0.0.1",0)); p=u.getsockname()[1]
+    t=socket.socket()
+    try:
+        t.bind(("127.0.0.1",p)); t.close(); u.close(); print(p); break
+    except OSError: u.close(); t.close()'
+}
+
+# cpu_ticks PID: user+system clock ticks of a process so far.
+cpu_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+
+# wait_udp PORT: waits until something answers an (invalid) datagram or
+# the port is bound, up to 10 s.
+wait_bound() {
+	for _ in $(seq 100); do
+		if ss -Hlun "sport = :$1" | grep -q .; then return 0; fi
+		sleep 0.1
+	done
+	echo "nothing listening on udp port $1" >&2
+	exit 1
+}
+
+if [ -z "$bin" ]; then
+	bin="$work/punchline"
+	(cd "$here" && go build -o "$bin" ./cmd/punchline)
+fi
+
+user=bench
+pass=benchpw
+realm=punchline
+
+# The echo peer both servers relay to.
+peer_port=$(freeport)
+turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+pids+=($!)
+wait_bound "$peer_port"
+
+# punchline serve, relay only.
+pl_port=$(freeport)
+pl_http=$(freeport)
+"$bin" user add "$user" --password "$pass" --realm "$realm" --data "$work/data" >/dev/null
+"$bin" serve --data "$work/data" --realm "$realm" --sip "" --http "127.0.0.1:$pl_http" \
+	--turn "udp:127.0.0.1:$pl_port" --turn-allow-peer 127.0.0.0/8 --log-level warn \
+	>"$work/punchline.log" 2>&1 &
+pl_pid=$!
+pids+=($pl_pid)
+wait_bound "$pl_port"
+
+# coturn, configured as the equal of the above.
+ct_port=$(freeport)
+cat >"$work/turnserver.conf" <<EOF
+listening-ip=127.0.0.1
+listening-port=$ct_port
+relay-ip=127.0.0.1
+realm=$realm
+lt-cred-mech
+fingerprint
+user=$user:$pass
+allow-loopback-peers
+no-tls
+no-dtls
+no-cli
+no-multicast-peers
+user-quota=0
+total-quota=0
+max-bps=0
+userdb=$work/turndb
+pidfile=$work/turnserver.pid
+log-file=$work/turnserver.log
+no-stdout-log
+simple-log
+EOF
+turnserver -c "$work/turnserver.conf" >/dev/null 2>&1 &
+ct_pid=$!
+pids+=($ct_pid)
+wait_bound "$ct_port"
+
+# run NAME PID PORT: one load run; appends "pps cpu_s lost wall sent recv"
+# to $work/res_NAME.
+run() {
+	local name=$1 pid=$2 port=$3
+	local c0 t0 t1 c1 out sent recv lost
+	c0=$(cpu_ticks "$pid")
+	t0=$(date +%s.%N)
+	out=$(timeout 300 turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$peer_port" \
+		-p "$port" -m "$clients" -n "$messages" -l "$length" -z 0 127.0.0.1 2>&1) || true
+	t1=$(date +%s.%N)
+	c1=$(cpu_ticks "$pid")
+	sent=$(grep -o 'tot_send_msgs=[0-9]*' <<<"$out" | tail -1 | cut -d= -f2)
+	recv=$(grep -o 'tot_recv_msgs=[0-9]*' <<<"$out" | tail -1 | cut -d= -f2)
+	lost=$(grep -o 'Total lost packets [0-9]*' <<<"$out" | tail -1 | awk '{print $4}')
+	if [ -z "$sent" ] || [ -z "$recv" ]; then
+		echo "$name: turnutils_uclient failed:" >&2
+		tail -5 <<<"$out" >&2
+		exit 1
+	fi
+	python3 - "$sent" "$recv" "$t0" "$t1" "$c0" "$c1" "$hz" "${lost:-0}" >>"$work/res_$name" <<'PY'
+import sys
+sent, recv, t0, t1, c0, c1, hz, lost = sys.argv[1:]
+wall = float(t1) - float(t0)
+print(f"{(int(sent) + int(recv)) / wall:.0f} {(int(c1) - int(c0)) / int(hz):.2f} {lost} {wall:.2f} {sent} {recv}")
+PY
+	printf '%-9s sent %s received %s lost %s in %ss: %s pps, server cpu %ss\n' "$name" "$sent" "$recv" \
+		"${lost:-0}" "$(tail -1 "$work/res_$name" | cut -d' ' -f4)" "$(tail -1 "$work/res_$name" | cut -d' ' -f1)" \
+		"$(tail -1 "$work/res_$name" | cut -d' ' -f2)"
+}
+
+echo "load: turnutils_uclient -m $clients -n $messages -l $length -z 0, $rounds rounds alternating"
+echo "cpus: $(nproc); punchline $pl_port (pid $pl_pid), coturn $ct_port (pid $ct_pid) $(turnserver --version 2>/dev/null | head -1 || true)"
+for r in $(seq "$rounds"); do
+	run punchline "$pl_pid" "$pl_port"
+	run coturn "$ct_pid" "$ct_port"
+done
+
+dropped=$(curl -s "http://127.0.0.1:$pl_http/metrics" 2>/dev/null | awk '/^punchline_turn_bandwidth_dropped_packets_total/ {s += $2} END {print s + 0}')
+echo "punchline bandwidth-cap drops during the runs: $dropped"
+
+python3 - "$work/res_punchline" "$work/res_coturn" <<'PY'
+import statistics, sys
+def load(path):
+    rows = [line.split() for line in open(path)]
+    return (statistics.median(float(r[0]) for r in rows),
+            statistics.median(float(r[1]) for r in rows),
+            sum(int(r[2]) for r in rows))
+pl, ct = load(sys.argv[1]), load(sys.argv[2])
+print(f"RESULT punchline pps={pl[0]:.0f} cpu_s={pl[1]:.2f} lost={pl[2]}")
+print(f"RESULT coturn pps={ct[0]:.0f} cpu_s={ct[1]:.2f} lost={ct[2]}")
+print(f"RESULT ratio punchline/coturn pps={pl[0] / ct[0]:.2f} cpu={pl[1] / ct[1] if ct[1] else float('nan'):.2f}")
+PY
