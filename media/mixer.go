@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 )
@@ -55,10 +56,18 @@ func (m *Mixer) Add(p Playout) {
 	m.mu.Unlock()
 }
 
-// Remove stops mixing p.
+// Remove stops mixing p. Inputs are matched by ==, so use comparable
+// Playouts (pointers such as *Stream and *Mixer); an input of an
+// uncomparable type can never be removed, and Remove ignores it rather than
+// panic.
 func (m *Mixer) Remove(p Playout) {
+	if p == nil || !reflect.TypeOf(p).Comparable() {
+		return
+	}
 	m.mu.Lock()
-	m.inputs = slices.DeleteFunc(m.inputs, func(q Playout) bool { return q == p })
+	m.inputs = slices.DeleteFunc(m.inputs, func(q Playout) bool {
+		return reflect.TypeOf(q) == reflect.TypeOf(p) && q == p
+	})
 	m.mu.Unlock()
 }
 
