@@ -49,8 +49,12 @@ type Config struct {
 	// (a phone inside a network namespace, a multi-homed host).
 	LocalIP net.IP
 	// Net is the network for media sockets and ICE; nil means the
-	// operating system's. (SIP over TCP always uses the real network.)
+	// operating system's.
 	Net transport.Net
+	// SIPNet is the network for SIP over UDP; nil means Net. (SIP over
+	// TCP always uses the operating system's network.) Tests put media in
+	// a simulated network while signaling stays on loopback.
+	SIPNet transport.Net
 	// ICE lets tests and tools tune the ICE sessions; Servers, Policy, Net
 	// and the address filters are filled in from the fields above.
 	ICE ice.Config
@@ -155,7 +159,7 @@ func (c *Config) iceConfig(serverIP net.IP) (ice.Config, error) {
 		want := c.LocalIP
 		ic.IPFilter = func(ip net.IP) bool { return ip.Equal(want) }
 		ic.IncludeLoopback = ic.IncludeLoopback || want.IsLoopback()
-	case serverIP != nil && serverIP.IsLoopback() && ic.IPFilter == nil:
+	case c.Net == nil && serverIP != nil && serverIP.IsLoopback() && ic.IPFilter == nil:
 		// A server on loopback means both phones run on this host: the
 		// loopback address is the one path that surely works between them,
 		// and other interfaces would only add candidates to check.

@@ -40,9 +40,12 @@ func New(cfg Config) (*Phone, error) {
 		User:      cfg.User,
 		Password:  cfg.Password,
 		Domain:    cfg.Realm,
-		Net:       cfg.Net,
+		Net:       cfg.SIPNet,
 		KeepAlive: cfg.KeepAlive,
 		Logger:    cfg.Logger,
+	}
+	if ucfg.Net == nil {
+		ucfg.Net = cfg.Net
 	}
 	if cfg.LocalIP != nil {
 		ucfg.LocalAddr = cfg.LocalIP.String()
