@@ -132,6 +132,7 @@ type JitterBuffer struct {
 	pkts     []jbPacket // sorted by ts
 	free     [][]int16
 
+	idle    bool  // the sender went quiet; the next packet starts afresh
 	playTS  int64 // extended timestamp of the next sample to play
 	startTS int64 // samples before this are pre-roll silence, not concealment
 	lastArr time.Time
@@ -203,6 +204,14 @@ func (b *JitterBuffer) Push(seq uint16, ts uint32, samples []int16, arrival time
 		return Empty
 	}
 	res := Accepted
+	if b.idle {
+		// First packet after a pause (hold, silence suppression, a sender
+		// whose clock stopped): its timestamp may or may not have moved on
+		// with real time, so start the timeline again from it, as at the
+		// start of a talkspurt.
+		b.idle = false
+		b.reset()
+	}
 	if !b.started {
 		b.startAt(seq, ts, arrival)
 	}
@@ -362,6 +371,7 @@ func (b *JitterBuffer) Pop(frame []int16, now time.Time) FrameStatus {
 		b.playTS += n
 		b.concealRun = 0
 		b.pending = 0
+		b.idle = true
 		clear(frame)
 		b.last = append(b.last[:0], frame...)
 		return FrameSilent

@@ -319,3 +319,41 @@ func TestJitterBufferAdaptsToJitter(t *testing.T) {
 		t.Errorf("no adaptation happened: %+v", st)
 	}
 }
+
+func TestJitterBufferRestartsAfterPause(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tsFrozen  bool
+		pauseFrms int
+	}{
+		{"timestamps ran on during a 1 s pause", false, 50},
+		{"timestamps stood still during a 1 s pause", true, 50},
+		{"timestamps stood still during a 5 s hold", true, 250},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newJBSim(t, fixedDelay, 0, 0)
+			// 50 packets, a pause, 50 more. With frozen timestamps the second
+			// burst continues the media timeline where the first stopped.
+			for i := 0; i < 100; i++ {
+				sendAt := i
+				if i >= 50 {
+					sendAt = i + tc.pauseFrms
+				}
+				ev := jbEvent{at: s.t0.Add(time.Duration(sendAt)*FrameDuration + 5*time.Millisecond), frame: i}
+				if !tc.tsFrozen && i >= 50 {
+					// Media time ran on: encode it by shifting the frame index.
+					ev.frame = i + tc.pauseFrms
+				}
+				s.events = append(s.events, ev)
+			}
+			heard, _ := s.run(0, 100+tc.pauseFrms+20)
+			got := played(heard)
+			if len(got) != 100 {
+				t.Fatalf("played %d of 100 frames: %v", len(got), got)
+			}
+			if st := s.jb.Stats(); st.Late != 0 || st.Concealed != 0 {
+				t.Fatalf("a pause caused late or concealed frames: %+v", st)
+			}
+		})
+	}
+}
