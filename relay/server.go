@@ -110,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 		switch {
 		case l.PacketConn != nil:
 			opened = append(opened, l.PacketConn)
-			cfgs, err := s.packetConfigs(udpNetwork(l.PacketConn.LocalAddr()), []net.PacketConn{l.PacketConn})
+			cfgs, err := s.packetConfigs([]net.PacketConn{l.PacketConn})
 			if err != nil {
 				return fail(err)
 			}
@@ -130,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 			for _, c := range socks {
 				opened = append(opened, c)
 			}
-			cfgs, err := s.packetConfigs("udp", socks)
+			cfgs, err := s.packetConfigs(socks)
 			if err != nil {
 				return fail(err)
 			}
@@ -183,11 +183,20 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func udpNetwork(a net.Addr) string {
-	if a == nil {
-		return "udp"
+// listenerBuffer is the socket buffer asked for on UDP listeners: bursts
+// from many clients arrive on few sockets, and the kernel default (about
+// 200 kB) overflows under a few thousand packets in flight. The kernel caps
+// it at net.core.rmem_max / wmem_max.
+const listenerBuffer = 2 << 20
+
+// setBuffers enlarges a socket's buffers where the socket supports it.
+func setBuffers(pc net.PacketConn) {
+	if c, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+		c.SetReadBuffer(listenerBuffer) //nolint:errcheck // best effort; the kernel caps it.
 	}
-	return a.Network()
+	if c, ok := pc.(interface{ SetWriteBuffer(int) error }); ok {
+		c.SetWriteBuffer(listenerBuffer) //nolint:errcheck // best effort.
+	}
 }
 
 // listenUDP opens ReadLoops sockets on one address with SO_REUSEPORT, so
@@ -210,6 +219,7 @@ func (s *Server) listenUDP(network, addr string) ([]net.PacketConn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("relay: listen udp %s: %w", addr, err)
 		}
+		setBuffers(pc)
 		return []net.PacketConn{pc}, nil
 	}
 	probe, err := s.cfg.Net.ListenPacket(network, addr)
@@ -228,6 +238,7 @@ func (s *Server) listenUDP(network, addr string) ([]net.PacketConn, error) {
 			}
 			return nil, fmt.Errorf("relay: listen udp %s (SO_REUSEPORT): %w", bound, err)
 		}
+		setBuffers(pc)
 		socks = append(socks, pc)
 	}
 	return socks, nil
@@ -235,7 +246,7 @@ func (s *Server) listenUDP(network, addr string) ([]net.PacketConn, error) {
 
 // packetConfigs wraps UDP sockets for pion, each with a relay address
 // generator and the peer filter.
-func (s *Server) packetConfigs(network string, socks []net.PacketConn) ([]turn.PacketConnConfig, error) {
+func (s *Server) packetConfigs(socks []net.PacketConn) ([]turn.PacketConnConfig, error) {
 	gen, err := s.relayGenerator(socks[0].LocalAddr())
 	if err != nil {
 		return nil, err
@@ -249,7 +260,6 @@ func (s *Server) packetConfigs(network string, socks []net.PacketConn) ([]turn.P
 		})
 	}
 	s.endpoints = append(s.endpoints, Endpoint{Network: "udp", Addr: socks[0].LocalAddr()})
-	_ = network
 	return out, nil
 }
 
