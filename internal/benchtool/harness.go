@@ -68,7 +68,7 @@ type Config struct {
 	ProbeSeconds float64
 	// MaxRate caps the rate searches. Zero: 32000.
 	MaxRate float64
-	// MemRegisterRate is the REGISTER rate of the memory load. Zero: 1000.
+	// MemRegisterRate is the REGISTER rate of the memory load. Zero: 2000.
 	MemRegisterRate float64
 	// UclientArgs are turnutils_uclient's load flags. Zero: 20 sessions of
 	// 5000 packets of 172 bytes sent back to back, as in the notes' coturn
@@ -132,7 +132,7 @@ func (c *Config) validate() error {
 		c.MaxRate = 32000
 	}
 	if c.MemRegisterRate <= 0 {
-		c.MemRegisterRate = 1000
+		c.MemRegisterRate = 2000
 	}
 	if len(c.UclientArgs) == 0 {
 		c.UclientArgs = []string{"-m", "20", "-n", "5000", "-l", "172", "-z", "0", "-c", "-X"}

@@ -135,9 +135,10 @@ func parseSippDuration(s string) (time.Duration, error) {
 	mult := []time.Duration{time.Hour, time.Minute, time.Second, time.Microsecond}
 	var d time.Duration
 	for i, p := range parts {
+		// A million of any unit keeps the sum far from overflowing.
 		n, err := strconv.ParseUint(p, 10, 32)
-		if err != nil {
-			return 0, fmt.Errorf("duration %q: %v", s, err)
+		if err != nil || n > 1e6 {
+			return 0, fmt.Errorf("duration %q: bad field %q", s, p)
 		}
 		d += time.Duration(n) * mult[i]
 	}
