@@ -81,7 +81,7 @@ func (s *Server) handleRequest(req *siplib.Request, tx siplib.ServerTransaction)
 		s.cfg.RoomHandler.HandleRoom(req, tx, user)
 		return
 	}
-	if _, err := s.cfg.Store.User(callee); err != nil {
+	if _, err := s.users.get(callee); err != nil {
 		if errors.Is(err, store.ErrNoSuchUser) {
 			s.countCall(req, "4xx")
 			s.reply(req, tx, 404, "Not Found", "no such user "+callee)

@@ -66,7 +66,7 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		challengeWith(false, "nonce count replayed")
 		return "", false
 	default:
-		u, err := s.cfg.Store.User(creds.Username)
+		u, err := s.users.get(creds.Username)
 		if err != nil {
 			s.metrics.authFailures.Inc()
 			if !errors.Is(err, store.ErrNoSuchUser) {

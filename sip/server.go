@@ -25,6 +25,7 @@ type Server struct {
 	loc     *location
 	nonces  *nonceKeeper
 	limit   *limiter
+	users   *userCache
 	metrics *serverMetrics
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
@@ -51,6 +52,10 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// nonInviteLinger is how long a completed non-INVITE server transaction
+// absorbs retransmissions (see New).
+const nonInviteLinger = 5 * time.Second
+
 type hostPort struct {
 	host string
 	port int
@@ -72,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("subsystem", "sip"),
 		loc:      newLocation(),
 		limit:    newLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
+		users:    newUserCache(cfg.Store),
 		local:    make(map[string]hostPort),
 		udpLocal: make(map[string]siplib.Addr),
 	}
@@ -100,6 +106,18 @@ func New(cfg Config) (*Server, error) {
 	// other user of sipgo.
 	if siplib.UDPMTUSize < 65000 {
 		siplib.UDPMTUSize = 65000
+	}
+
+	// RFC 3261 keeps a completed non-INVITE server transaction for Timer J
+	// (64*T1 = 32 s) to absorb retransmissions. At thousands of REGISTERs a
+	// second that holds hundreds of thousands of parsed messages and their
+	// timers, and garbage collection of that heap is what limits the
+	// registrar. Retransmissions stop after T2-spaced tries within Timer F,
+	// but almost all come within a few seconds; Kamailio's tm holds
+	// completed transactions for 5 s (wt_timer). Use the same. This too is
+	// process-wide in sipgo.
+	if siplib.Timer_J > nonInviteLinger {
+		siplib.Timer_J = nonInviteLinger
 	}
 
 	// sipgo logs through its own logger; give it ours, at warn level, so
