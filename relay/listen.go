@@ -101,8 +101,11 @@ type streamConn struct {
 	buf     []byte
 	pending []byte
 	shook   bool
-	once    sync.Once
-	err     error
+	// raw is set after a ConnectionBind request (RFC 6062 §5.4): from then
+	// on the connection carries the peer's raw TCP bytes, not frames.
+	raw  bool
+	once sync.Once
+	err  error
 }
 
 func (s *Server) trackStream(c net.Conn, isTLS bool) (*streamConn, bool) {
@@ -130,6 +133,9 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 		c.shook = true
 	}
+	if len(c.pending) == 0 && c.raw {
+		return c.Conn.Read(p)
+	}
 	for len(c.pending) == 0 {
 		n, _, err := c.framer.ReadFrom(c.buf)
 		if err != nil {
@@ -143,6 +149,11 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			continue
 		}
 		c.pending = c.buf[:n]
+		if n >= stunHeaderSize && c.buf[0] == 0x00 && c.buf[1] == 0x0B {
+			// ConnectionBind request: the client sends data only after
+			// the success response, so the framer holds nothing more.
+			c.raw = true
+		}
 	}
 	k := copy(p, c.pending)
 	c.pending = c.pending[k:]
