@@ -14,10 +14,11 @@ import (
 )
 
 // TestDemoShowsDirectAndRelayedCells runs `punchline demo` as a newcomer
-// would and reads its table: every NAT pairing must show the route theory
-// predicts, with audio heard both ways. It runs in a synctest bubble: the
-// simulated network, ICE timers and RTP pacing all run on the virtual
-// clock, so the outcome does not depend on machine load.
+// would (the whole system: registrar, proxy, relay and phones inside the
+// simulated network) and reads its table: every NAT pairing must show the
+// route theory predicts, with audio heard both ways. It runs in a synctest
+// bubble: the simulated network, SIP and ICE timers and RTP pacing all run
+// on the virtual clock, so the outcome does not depend on machine load.
 func TestDemoShowsDirectAndRelayedCells(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var out, errb bytes.Buffer
@@ -67,17 +68,27 @@ func TestDemoShowsDirectAndRelayedCells(t *testing.T) {
 }
 
 func TestDemoJSON(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	for _, mode := range []string{"sip", "ice"} {
+		t.Run(mode, func(t *testing.T) { synctest.Test(t, func(t *testing.T) { testDemoJSON(t, mode) }) })
+	}
+}
+
+func testDemoJSON(t *testing.T, mode string) {
+	{
+		args := []string{"--json", "--audio", "300ms", "--parallel", "12"}
+		if mode == "ice" {
+			args = append(args, "--ice-only")
+		}
 		var out, errb bytes.Buffer
-		if err := runDemo(context.Background(), []string{"--json", "--audio", "300ms", "--parallel", "12"}, &out, &errb); err != nil {
+		if err := runDemo(context.Background(), args, &out, &errb); err != nil {
 			t.Fatalf("demo --json: %v\n%s", err, errb.String())
 		}
 		var rep demoReport
 		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 			t.Fatalf("output is not JSON: %v\n%s", err, out.String())
 		}
-		if !rep.OK || len(rep.Calls) != len(vnetlab.Matrix()) {
-			t.Fatalf("report: ok=%v, %d calls", rep.OK, len(rep.Calls))
+		if !rep.OK || len(rep.Calls) != len(vnetlab.Matrix()) || rep.Mode != mode {
+			t.Fatalf("report: ok=%v, %d calls, mode %q", rep.OK, len(rep.Calls), rep.Mode)
 		}
 		relayed := 0
 		for _, c := range rep.Calls {
@@ -93,11 +104,14 @@ func TestDemoJSON(t *testing.T) {
 			if c.SetupMs <= 0 || c.SetupMs < c.ICEMs {
 				t.Errorf("%s: setup %d ms, ICE %d ms", c.Name, c.SetupMs, c.ICEMs)
 			}
+			if (mode == "sip") != (c.RegisterMs > 0) {
+				t.Errorf("%s: register %d ms in mode %s", c.Name, c.RegisterMs, mode)
+			}
 		}
 		if relayed != 2 {
 			t.Errorf("%d relayed calls, want 2", relayed)
 		}
-	})
+	}
 }
 
 func TestDemoRejectsBadFlags(t *testing.T) {

@@ -147,6 +147,12 @@ type Config struct {
 	// ICE, if set, adjusts every ICE configuration ICEConfig returns
 	// (tests shorten timeouts with it).
 	ICE func(h *Host, c *ice.Config)
+	// RelayUsers and RelayRealm replace the relay's single lab account
+	// (TURNUser) with real accounts, e.g. relay.StoreUsers over the store
+	// a SIP server in the lab uses, so phones authenticate to TURN with
+	// their SIP credentials as they do against punchline serve.
+	RelayUsers relay.UserKeys
+	RelayRealm string
 }
 
 // Host is one simulated machine.
@@ -310,14 +316,19 @@ func (l *Lab) startRelay() error {
 		return fmt.Errorf("%w: relay socket: %v", ErrLab, err)
 	}
 	key := relay.LongTermKey(TURNUser, TURNRealm, TURNPassword)
+	var users relay.UserKeys = relay.UserKeysFunc(func(user string) ([]byte, error) {
+		if user != TURNUser {
+			return nil, relay.ErrNoSuchUser
+		}
+		return key, nil
+	})
+	realm := TURNRealm
+	if l.cfg.RelayUsers != nil {
+		users, realm = l.cfg.RelayUsers, l.cfg.RelayRealm
+	}
 	rs, err := relay.New(relay.Config{
-		Realm: TURNRealm,
-		Users: relay.UserKeysFunc(func(user string) ([]byte, error) {
-			if user != TURNUser {
-				return nil, relay.ErrNoSuchUser
-			}
-			return key, nil
-		}),
+		Realm:     realm,
+		Users:     users,
 		Listeners: []relay.Listener{{PacketConn: pc}},
 		Net:       l.srv,
 		ReadLoops: 1,
@@ -344,6 +355,10 @@ func (l *Lab) Host(name string) *Host {
 	}
 	return nil
 }
+
+// ServerNet is the network stack of the server host on the WAN
+// (ServerIP and ServerIP2): a SIP server in the lab listens on it.
+func (l *Lab) ServerNet() *vnet.Net { return l.srv }
 
 // Relay is the lab's relay server.
 func (l *Lab) Relay() *relay.Server { return l.relay }
