@@ -140,7 +140,7 @@ type JitterBuffer struct {
 	transit  []time.Duration // ring of recent transit times
 	devBuf   []time.Duration // scratch for the percentile
 	tpos     int
-	popPhase [8]time.Duration // recent Pop offsets (now - media time of playTS)
+	popPhase [50]time.Duration // recent Pop offsets (now - media time of playTS), 1 s
 	phaseN   int
 	sinceAdj int // Pops since the last drop
 
@@ -378,7 +378,13 @@ func (b *JitterBuffer) Pop(frame []int16, now time.Time) FrameStatus {
 	}
 
 	excess := delay - target
+	// A Pop running late (the playout goroutine was starved and is catching
+	// up with a burst of Pops) says nothing about the buffer's delay, so it
+	// must not trigger an adjustment: early in such a burst the delay looks
+	// far too high, and a drop made then would have to be undone later.
+	lateCall := phase > p+10*time.Millisecond
 	switch {
+	case lateCall:
 	case excess < -5*time.Millisecond && b.playTS >= b.startTS:
 		// Packets are arriving after their playout time: hold the
 		// timeline for a frame and fill it with concealment.

@@ -357,3 +357,39 @@ func TestJitterBufferRestartsAfterPause(t *testing.T) {
 		})
 	}
 }
+
+func TestJitterBufferIgnoresStarvedPlayoutBursts(t *testing.T) {
+	// The playout goroutine is starved for 60–200 ms every half second and
+	// then pops the missed frames in a burst, as Stream's pacer does. The
+	// network is clean. Nothing may be dropped, inserted, concealed or late:
+	// a late burst of Pops is not a reason to change the delay.
+	s := newJBSim(t, JitterConfig{}, 0, 0)
+	for i := 0; i < 500; i++ {
+		s.send(i, 2*time.Millisecond)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	var stallEnd time.Duration
+	var pops []time.Duration
+	for k := 0; k < 510; k++ {
+		due := time.Duration(k)*FrameDuration + 7*time.Millisecond
+		if k%25 == 10 {
+			stallEnd = due + time.Duration(60+rng.IntN(140))*time.Millisecond
+		}
+		pops = append(pops, max(due, stallEnd))
+	}
+	for _, at := range pops {
+		s.events = append(s.events, jbEvent{at: s.t0.Add(at), frame: -1})
+	}
+	heard, _ := s.run(0, 0)
+	got := played(heard)
+	st := s.jb.Stats()
+	t.Logf("stats %+v", st)
+	// Only the delay reduction from the initial 60 ms towards the 20 ms
+	// floor may drop frames (at most two).
+	if st.Inserted != 0 || st.Concealed != 0 || st.Late != 0 || st.Dropped > 2 {
+		t.Fatalf("starved playout caused adjustments: %+v", st)
+	}
+	if len(got) < 498 {
+		t.Fatalf("played %d of 500", len(got))
+	}
+}

