@@ -103,5 +103,6 @@
 // 8 kHz mono (windowed-sinc resampling); WriteWAV and WAVRecorder write 8 kHz
 // mono PCM16. ToneLevel/DetectTones (Goertzel) and Correlate/Match
 // (normalized cross-correlation, FFT based) let tests check what a peer
-// heard without comparing bytes.
+// heard without comparing bytes. Package mediatest wraps conns to drop,
+// duplicate and reorder datagrams deterministically for such tests.
 package media

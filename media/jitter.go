@@ -117,6 +117,12 @@ type JitterStats struct {
 // the last frame is repeated with a fade (−1 dB per 2 ms at first, silence
 // after 100 ms).
 //
+// The buffer's delay is measured against the earliest Pop of the last
+// second, so a playout goroutine that was starved and catches up with a
+// burst of Pops does not look like excess delay. When the sender pauses
+// (hold, silence suppression) the buffer plays silence, not concealment,
+// and the next packet restarts the timeline like a new talkspurt.
+//
 // Sequence numbers (16 bit) and timestamps (32 bit) are unwrapped to 64 bits
 // so wraparound is invisible. A JitterBuffer is not safe for concurrent use;
 // Stream serialises access to its buffers.
