@@ -55,6 +55,11 @@ func runTests(m *testing.M) int {
 		<-handled
 	}()
 	defer CloseAll()
+	defer func() {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	}()
 	return m.Run()
 }
 
