@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -416,5 +417,41 @@ func TestMixerAddRemoveAndPlayer(t *testing.T) {
 	n := len(rec.Samples())
 	if n%FrameSamples != 0 {
 		t.Fatalf("player wrote %d samples, not whole frames", n)
+	}
+}
+
+func TestWAVFileInWAVFileOut(t *testing.T) {
+	// What `punchline phone --play f.wav` and `--record g.wav` do.
+	src, err := NewWAVSource(filepath.Join(fixtureDir, "speech-8k.wav"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "heard.wav")
+	rec, err := CreateWAVRecorder(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := listenUDP(t), listenUDP(t)
+	alice := newStream(t, Config{PacketConn: ca, RemoteAddr: cb.LocalAddr(), Source: src})
+	bob := newStream(t, Config{PacketConn: cb, RemoteAddr: ca.LocalAddr(), Sink: rec})
+	select {
+	case <-alice.SourceDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the 2 s WAV never finished playing")
+	}
+	// Let the tail play out of bob's jitter buffer: the 2 s are 100 frames.
+	waitFor(t, 5*time.Second, "the whole file played at bob", func() bool { return bob.Stats().PlayedFrames >= 105 })
+	bob.Close()
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	heard, err := ReadWAVFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Match(heard, mustReadFixture(t, "speech-8k.wav"))
+	t.Logf("recorded %.2f s, match %+v", float64(len(heard))/SampleRate, m)
+	if m.Score < 0.9 || m.Windows < 6 {
+		t.Fatalf("bob's recording matches alice's WAV with %+v, want score ≥ 0.9", m)
 	}
 }
