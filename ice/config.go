@@ -77,7 +77,10 @@ const (
 	// for the far side to start its checks and open its NAT.
 	DefaultMaxBindingRequests = 100
 	// DefaultKeepaliveInterval is the pace of consent/keepalive checks on
-	// the selected pair; it also keeps NAT mappings open while on hold.
+	// the selected pair; it also keeps NAT mappings open while on hold
+	// (home routers forget idle UDP mappings after as little as 30 s, some
+	// sooner). pion pings at least every 2 s whatever this says; a negative
+	// value switches keepalives off.
 	DefaultKeepaliveInterval = time.Second
 	// DefaultDisconnectedTimeout: nothing heard for this long marks the
 	// session disconnected (a phone may then restart ICE).
@@ -137,11 +140,14 @@ type Config struct {
 	RelayAcceptanceWait time.Duration
 	// MaxBindingRequests: zero means DefaultMaxBindingRequests.
 	MaxBindingRequests uint16
-	// KeepaliveInterval: zero means DefaultKeepaliveInterval.
+	// KeepaliveInterval: zero means DefaultKeepaliveInterval; negative
+	// disables keepalives.
 	KeepaliveInterval time.Duration
-	// DisconnectedTimeout: zero means DefaultDisconnectedTimeout.
+	// DisconnectedTimeout: zero means DefaultDisconnectedTimeout; negative
+	// never declares the session disconnected.
 	DisconnectedTimeout time.Duration
-	// FailedTimeout: zero means DefaultFailedTimeout.
+	// FailedTimeout: zero means DefaultFailedTimeout; negative never
+	// declares it failed.
 	FailedTimeout time.Duration
 }
 

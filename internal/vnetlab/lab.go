@@ -133,6 +133,10 @@ type Site struct {
 	NAT NAT
 	// Hosts is how many hosts the site has; zero means one.
 	Hosts int
+	// MappingLifetime is how long the NAT keeps an idle UDP mapping
+	// (outbound packets refresh it). Zero means two minutes, longer than
+	// any test; tests of keepalives set a few seconds.
+	MappingLifetime time.Duration
 }
 
 // Config describes a lab.
@@ -277,6 +281,10 @@ func (l *Lab) addSite(i int, site Site, n int) error {
 	}
 	b := site.NAT.Behaviour()
 	pub := fmt.Sprintf("198.51.100.%d", i+1)
+	lifetime := site.MappingLifetime
+	if lifetime <= 0 {
+		lifetime = 2 * time.Minute
+	}
 	lan, err := vnet.NewRouter(&vnet.RouterConfig{
 		Name:      "nat-" + site.Name,
 		StaticIPs: []string{pub},
@@ -284,8 +292,7 @@ func (l *Lab) addSite(i int, site Site, n int) error {
 		NATType: &vnet.NATType{
 			MappingBehavior:   b.Mapping,
 			FilteringBehavior: b.Filtering,
-			// Long enough for any test; the kernel lab tests expiry.
-			MappingLifeTime: 2 * time.Minute,
+			MappingLifeTime: lifetime,
 		},
 		LoggerFactory: quietLogs,
 	})

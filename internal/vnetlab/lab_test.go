@@ -130,3 +130,97 @@ func TestExpectedRouteMatchesTheory(t *testing.T) {
 		t.Fatalf("%d cells with %d relayed, want 12 with 2 (port-restricted↔symmetric, symmetric↔symmetric)", len(Matrix()), relayed)
 	}
 }
+
+// TestKeepalivesHoldNATMappings: NATs that forget idle UDP mappings after
+// 5 s, a call that then carries no media for 30 s (on hold, say): ICE's
+// keepalives (DefaultKeepaliveInterval, 1 s) must keep both NATs' mappings,
+// so the call still works on the same direct pair afterwards. Two controls
+// show the test can fail: these NATs really drop a mapping left idle for
+// 6 s, and without keepalives the same call dies. (pion pings the selected
+// pair at least every 2 s whatever the interval, so only switching
+// keepalives off makes them too sparse.) Virtual clock: the 30 s silences
+// cost no real time.
+func TestKeepalivesHoldNATMappings(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keepalive time.Duration // 0: the default; negative: none
+		survives  bool
+	}{
+		{"default keepalives hold the call", 0, true},
+		{"without keepalives it dies", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testSilence(t, tc.keepalive, tc.survives) })
+		})
+	}
+}
+
+func testSilence(t *testing.T, keepalive time.Duration, survives bool) {
+	// Restricted cone against symmetric: direct, and both NATs must keep
+	// their mapping, the symmetric one admitting only the exact peer.
+	lab, err := New(Config{
+		Sites: []Site{
+			{Name: "alice", NAT: RestrictedCone, MappingLifetime: 5 * time.Second},
+			{Name: "bob", NAT: Symmetric, MappingLifetime: 5 * time.Second},
+		},
+		ICE: func(_ *Host, c *ice.Config) {
+			c.KeepaliveInterval = keepalive
+			if keepalive < 0 {
+				// Keep pion from declaring the pair dead on its own: only
+				// the NATs should decide this outcome.
+				c.DisconnectedTimeout, c.FailedTimeout = -1, -1
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	for _, h := range lab.Hosts {
+		alive, err := lab.MappingSurvives(ctx, h, 6*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if alive {
+			t.Fatalf("%s's NAT kept a mapping idle for 6 s; the test would prove nothing", h.Name)
+		}
+		if alive, _ := lab.MappingSurvives(ctx, h, 2*time.Second); !alive {
+			t.Fatalf("%s's NAT dropped a mapping idle for only 2 s", h.Name)
+		}
+	}
+
+	call, err := lab.Dial(ctx, lab.Host("alice"), lab.Host("bob"), ice.PolicyAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer call.Close()
+	before := call.Route
+	if before.Route != ice.RouteDirect {
+		t.Fatalf("route %+v, want direct", before)
+	}
+	time.Sleep(30 * time.Second)
+	ab, ba, err := call.Exchange(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !survives {
+		if ab+ba > 0 {
+			t.Fatalf("without keepalives the call still carried %d and %d packets", ab, ba)
+		}
+		return
+	}
+	if ab < 5 || ba < 5 {
+		t.Fatalf("after 30 s of silence carried %d/5 and %d/5", ab, ba)
+	}
+	for _, s := range []*ice.Session{call.Caller, call.Callee} {
+		if st := s.State(); st != ice.StateConnected {
+			t.Fatalf("state after 30 s of silence: %v", st)
+		}
+	}
+	if after, err := call.Caller.Route(); err != nil || after != before {
+		t.Fatalf("route changed during silence: %+v -> %+v (%v)", before, after, err)
+	}
+}

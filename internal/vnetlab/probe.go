@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +116,56 @@ func (l *Lab) MeasureNAT(ctx context.Context, h *Host) (Behaviour, error) {
 	return b, nil
 }
 
+// MappingSurvives opens a NAT mapping from h towards the probe server,
+// stays silent for idle, then has the server send to that mapping from the
+// very address it was opened towards: the packet arrives only if the NAT
+// still holds the mapping. It shows that a NAT really expires idle
+// mappings, the premise of keepalive tests.
+func (l *Lab) MappingSurvives(ctx context.Context, h *Host, idle time.Duration) (bool, error) {
+	ep := fmt.Sprintf("%s:%d", ServerIP, probePort1)
+	srv, err := l.srv.ListenPacket("udp4", ep)
+	if err != nil {
+		return false, fmt.Errorf("%w: probe server %s: %v", ErrLab, ep, err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer srv.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		serveProbe(srv, 0, []net.PacketConn{srv})
+	}()
+	addr, _ := net.ResolveUDPAddr("udp4", ep)
+	sock, err := h.Net.ListenPacket("udp4", h.IP+":0")
+	if err != nil {
+		return false, err
+	}
+	defer sock.Close()
+	mapped, err := ask(ctx, sock, addr, "map")
+	if err != nil {
+		return false, err
+	}
+	t := time.NewTimer(idle)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+		return false, ctx.Err()
+	}
+	other, err := h.Net.ListenPacket("udp4", h.IP+":0")
+	if err != nil {
+		return false, err
+	}
+	defer other.Close()
+	if _, err := other.WriteTo([]byte("poke "+mapped), addr); err != nil {
+		return false, err
+	}
+	buf := make([]byte, 64)
+	_ = sock.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	n, _, err := sock.ReadFrom(buf)
+	return err == nil && string(buf[:n]) == "poked", nil
+}
+
 // ask sends msg and waits for one reply.
 func ask(ctx context.Context, pc net.PacketConn, to net.Addr, msg string) (string, error) {
 	buf := make([]byte, 256)
@@ -131,8 +182,9 @@ func ask(ctx context.Context, pc net.PacketConn, to net.Addr, msg string) (strin
 	return "", fmt.Errorf("%w: no answer from %s", ErrLab, to)
 }
 
-// serveProbe answers "map" with the source address it sees, and "filter"
-// by having every probe endpoint send "from <index>" to the source.
+// serveProbe answers "map" with the source address it sees, "filter" by
+// having every probe endpoint send "from <index>" to the source, and
+// "poke ADDR" by sending "poked" to ADDR.
 func serveProbe(pc net.PacketConn, self int, all []net.PacketConn) {
 	buf := make([]byte, 256)
 	for {
@@ -149,6 +201,13 @@ func serveProbe(pc net.PacketConn, self int, all []net.PacketConn) {
 			}
 			for i, c := range all {
 				_, _ = c.WriteTo([]byte(fmt.Sprintf("from %d", i)), from)
+			}
+		default:
+			// "poke ADDR": send to ADDR from this endpoint.
+			if to, ok := strings.CutPrefix(string(buf[:n]), "poke "); ok {
+				if a, err := net.ResolveUDPAddr("udp4", to); err == nil {
+					_, _ = pc.WriteTo([]byte("poked"), a)
+				}
 			}
 		}
 	}
