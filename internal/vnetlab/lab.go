@@ -292,7 +292,7 @@ func (l *Lab) addSite(i int, site Site, n int) error {
 		NATType: &vnet.NATType{
 			MappingBehavior:   b.Mapping,
 			FilteringBehavior: b.Filtering,
-			MappingLifeTime: lifetime,
+			MappingLifeTime:   lifetime,
 		},
 		LoggerFactory: quietLogs,
 	})
