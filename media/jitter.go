@@ -225,10 +225,12 @@ func (b *JitterBuffer) Push(seq uint16, ts uint32, samples []int16, arrival time
 	ets := unwrap32(b.highTS, ts)
 	n := int64(len(samples))
 
-	if b.anchored {
+	if b.anchored && eseq > b.highSeq {
 		ahead := samplesToDur(ets - b.playTS)
-		// A packet seconds away from the playout point is not jitter: the
-		// sender restarted or changed its timestamp base. Start over from it.
+		// The next packet in sequence order seconds away from the playout
+		// point is not jitter: the sender restarted or changed its
+		// timestamp base. Start over from it. (An old sequence number far
+		// behind is just a very late packet.)
 		if ahead > b.cfg.MaxDelay+2*time.Second || ahead < -2*time.Second {
 			b.stats.Resyncs++
 			b.reset()

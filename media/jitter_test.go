@@ -393,3 +393,19 @@ func TestJitterBufferIgnoresStarvedPlayoutBursts(t *testing.T) {
 		t.Fatalf("played %d of 500", len(got))
 	}
 }
+
+func TestJitterBufferVeryLatePacketIsNotAResync(t *testing.T) {
+	s := newJBSim(t, fixedDelay, 0, 0)
+	for i := 0; i < 200; i++ {
+		d := 5 * time.Millisecond
+		if i == 20 {
+			d = 3 * time.Second // stuck in a queue somewhere
+		}
+		s.send(i, d)
+	}
+	heard, _ := s.run(0, 210)
+	st := s.jb.Stats()
+	if st.Resyncs != 0 || st.Late != 1 || len(played(heard)) != 199 {
+		t.Fatalf("a 3 s late packet: %+v, %d played; want 1 late, no resync, 199 played", st, len(played(heard)))
+	}
+}
