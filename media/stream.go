@@ -277,9 +277,16 @@ func (s *Stream) RemoteAddr() net.Addr {
 }
 
 // SetRemote points a PacketConn stream at a new address (a re-INVITE with a
-// new c=/m=) and re-arms latching.
+// new c=/m=) and re-arms latching. A separate RTCP address (Config.RTCPAddr)
+// moves with it, keeping its port offset from the RTP port.
 func (s *Stream) SetRemote(addr net.Addr) {
 	s.remoteMu.Lock()
+	oldR, okR := s.remote.(*net.UDPAddr)
+	oldC, okC := s.rtcpRemote.(*net.UDPAddr)
+	newR, okN := addr.(*net.UDPAddr)
+	if okR && okC && okN {
+		s.rtcpRemote = &net.UDPAddr{IP: newR.IP, Port: newR.Port + oldC.Port - oldR.Port, Zone: newR.Zone}
+	}
 	s.remote = addr
 	s.latched = false
 	s.cand = nil

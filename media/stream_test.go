@@ -455,3 +455,17 @@ func TestWAVFileInWAVFileOut(t *testing.T) {
 		t.Fatalf("bob's recording matches alice's WAV with %+v, want score ≥ 0.9", m)
 	}
 }
+
+func TestSetRemoteMovesSeparateRTCPAddress(t *testing.T) {
+	c := listenUDP(t)
+	s := newStream(t, Config{PacketConn: c, RTCPInterval: -1,
+		RemoteAddr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000},
+		RTCPAddr:   &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4001}})
+	s.SetRemote(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5000})
+	s.remoteMu.Lock()
+	got := s.rtcpRemote.String()
+	s.remoteMu.Unlock()
+	if got != "127.0.0.2:5001" {
+		t.Fatalf("RTCP address after SetRemote = %s, want 127.0.0.2:5001", got)
+	}
+}
