@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun/v4"
 	siplib "github.com/emiago/sipgo/sip"
+	"github.com/pion/stun/v4"
 )
 
 func options(ua *rawUA, branch, extra string) string {

@@ -216,22 +216,33 @@ func (s *Server) looped(req *siplib.Request) bool {
 // follows the From tag), else to the registered contact its Request-URI
 // names, else to a further Route.
 func (s *Server) routeInDialog(req *siplib.Request, tx siplib.ServerTransaction, token string, hadRoute bool) {
+	var tok *dialogToken
+	if token != "" {
+		if t, err := decodeDialogToken(token, s.tokenKey); err == nil {
+			tok = &t
+		} else {
+			s.log.Debug("in-dialog request with a bad flow token", "method", req.Method, "from", req.Source())
+		}
+	}
 	if r := req.Route(); r != nil {
-		// Another proxy is next on the route set: loose routing to it.
+		// Another proxy is next on the route set: loose routing to it,
+		// but only for dialogs we record-routed (a valid token). Anything
+		// else would make us a free relay for whoever writes a Route.
+		if tok == nil {
+			s.reply(req, tx, 403, "Forbidden", "this proxy is not on the request's route set")
+			return
+		}
 		u := r.Address
 		s.forward(req, tx, []target{{uri: req.Recipient, route: &u}}, false)
 		return
 	}
-	if token != "" {
-		if t, err := decodeDialogToken(token, s.tokenKey); err == nil {
-			fl := t.Callee
-			if ft, _ := req.From().Params.Get("tag"); ft != t.FromTag {
-				fl = t.Caller
-			}
-			s.forward(req, tx, []target{{uri: req.Recipient, flow: fl}}, false)
-			return
+	if tok != nil {
+		fl := tok.Callee
+		if ft, _ := req.From().Params.Get("tag"); ft != tok.FromTag {
+			fl = tok.Caller
 		}
-		s.log.Debug("in-dialog request with a bad flow token", "method", req.Method, "from", req.Source())
+		s.forward(req, tx, []target{{uri: req.Recipient, flow: fl}}, false)
+		return
 	}
 	if b, ok := s.loc.findByContact(&req.Recipient, time.Now()); ok {
 		s.forward(req, tx, []target{{uri: req.Recipient, flow: b.Flow}}, false)
@@ -252,13 +263,16 @@ func (s *Server) handleAck(req *siplib.Request, _ siplib.ServerTransaction) {
 	}
 	token, _ := s.popOurRoutes(req)
 	var tg target
+	t, tokErr := decodeDialogToken(token, s.tokenKey)
 	switch {
 	case req.Route() != nil:
+		if token == "" || tokErr != nil {
+			return // not on our route set: no free relay
+		}
 		u := req.Route().Address
 		tg = target{uri: req.Recipient, route: &u}
 	case token != "":
-		t, err := decodeDialogToken(token, s.tokenKey)
-		if err != nil {
+		if tokErr != nil {
 			return
 		}
 		tg = target{uri: req.Recipient, flow: t.Callee}

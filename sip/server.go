@@ -142,17 +142,30 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ua, s.srv = ua, srv
 	s.txl, s.tpl = ua.TransactionLayer(), ua.TransportLayer()
-	srv.OnRegister(s.wrap(s.handleRegister))
-	srv.OnAck(s.wrap(s.handleAck))
-	srv.OnCancel(s.wrap(s.handleCancel))
-	srv.OnNoRoute(s.wrap(s.handleRequest))
 	// sipgo dispatches by method with a fallback for unregistered ones;
 	// every method the proxy relays goes through handleRequest.
+	srv.OnRegister(s.handlerFor(siplib.REGISTER))
+	srv.OnAck(s.handlerFor(siplib.ACK))
+	srv.OnCancel(s.handlerFor(siplib.CANCEL))
+	srv.OnNoRoute(s.handlerFor(""))
 	for _, m := range []siplib.RequestMethod{siplib.INVITE, siplib.BYE, siplib.OPTIONS, siplib.INFO,
 		siplib.UPDATE, siplib.MESSAGE, siplib.PRACK, siplib.NOTIFY, siplib.SUBSCRIBE, siplib.REFER, siplib.PUBLISH} {
-		srv.OnRequest(m, s.wrap(s.handleRequest))
+		srv.OnRequest(m, s.handlerFor(m))
 	}
 	return s, nil
+}
+
+// handlerFor returns the complete handler chain for a method.
+func (s *Server) handlerFor(m siplib.RequestMethod) sipgo.RequestHandler {
+	switch m {
+	case siplib.REGISTER:
+		return s.wrap(s.handleRegister)
+	case siplib.ACK:
+		return s.wrap(s.handleAck)
+	case siplib.CANCEL:
+		return s.wrap(s.handleCancel)
+	}
+	return s.wrap(s.handleRequest)
 }
 
 // Start binds every listener, starts serving and returns once all are

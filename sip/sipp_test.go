@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 func TestSippRegistersManyUsersWithDigest(t *testing.T) {
