@@ -31,6 +31,10 @@ var (
 	// ErrNoCommonCodec is returned by Negotiate when the offer has neither
 	// PCMU nor PCMA (488 Not Acceptable Here).
 	ErrNoCommonCodec = errors.New("sdp: no common codec (we speak PCMU and PCMA)")
+	// ErrUnsupportedTransport is returned by NewAnswer for an offer whose
+	// m= profile needs SRTP or DTLS (RTP/SAVP, UDP/TLS/RTP/SAVPF: SDES or
+	// WebRTC peers): we speak plain RTP only (respond 488).
+	ErrUnsupportedTransport = errors.New("sdp: offer needs SRTP/DTLS (we speak plain RTP/AVP)")
 	// ErrIncomplete is returned by Marshal for a Description missing an
 	// address, port or codec.
 	ErrIncomplete = errors.New("sdp: description incomplete")

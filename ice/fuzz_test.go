@@ -40,13 +40,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed ICE credentials: %q/%q -> %q/%q", d.Ufrag, d.Pwd, d2.Ufrag, d2.Pwd)
 		}
 		if d2.Address != d.Address || d2.Port != d.Port ||
-			d2.TelephoneEvent != d.TelephoneEvent || d2.RTCPMux != d.RTCPMux || d2.Direction != d.Direction {
+			d2.TelephoneEvent != d.TelephoneEvent || d2.RTCPMux != d.RTCPMux || d2.Direction != d.Direction ||
+			d2.RTCPPort != d.RTCPPort || d2.RTCPAddress != d.RTCPAddress {
 			t.Fatalf("round trip changed the description:\n%+v\n%+v\n%q", d, d2, out)
 		}
 		if d.HasICE() && !slices.Equal(d.Candidates, d2.Candidates) {
 			t.Fatalf("candidates changed: %q -> %q", d.Candidates, d2.Candidates)
 		}
 		_, _ = ice.Negotiate(d.Codecs)
+		_, _ = ice.NewAnswer(d, d)
 		_ = d.DefaultMatches()
 	})
 }

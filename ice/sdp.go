@@ -106,6 +106,12 @@ type Description struct {
 	Direction Direction
 	// RTCPMux is a=rtcp-mux (RFC 5761).
 	RTCPMux bool
+	// RTCPPort and RTCPAddress are a=rtcp (RFC 3605): where a peer without
+	// rtcp-mux wants RTCP. Zero and empty when absent (then RTCP goes to
+	// Port+1 at Address, RFC 3550 §11). RTCPAddress is empty when a=rtcp
+	// names only a port.
+	RTCPPort    int
+	RTCPAddress string
 
 	// Ufrag and Pwd are a=ice-ufrag and a=ice-pwd; both empty means the
 	// peer does not do ICE.
@@ -243,9 +249,14 @@ func (d *Description) ClearICE() {
 // telephone-event under the offer's payload type; the direction is the
 // answer to the offer's; other m-lines are rejected in place; ICE is
 // dropped when the offer has none; rtcp-mux is kept only if offered
-// (RFC 5761 §5.1.1). It fails with ErrNoCommonCodec when the offer has
-// neither PCMU nor PCMA (respond 488).
+// (RFC 5761 §5.1.1); a=rtcp is dropped, as our RTCP shares the RTP port.
+// It fails with ErrNoCommonCodec when the offer has neither PCMU nor
+// PCMA, and with ErrUnsupportedTransport when it needs SRTP or DTLS
+// (respond 488 to either).
 func NewAnswer(offer, local *Description) (*Description, error) {
+	if !plainRTP(offer.Proto) {
+		return nil, fmt.Errorf("%w: m=audio ... %s", ErrUnsupportedTransport, offer.Proto)
+	}
 	codec, err := Negotiate(offer.Codecs)
 	if err != nil {
 		return nil, err
@@ -263,6 +274,7 @@ func NewAnswer(offer, local *Description) (*Description, error) {
 		offer.Direction.Answer().Sends() && local.Direction.Sends(),
 		offer.Direction.Answer().Receives() && local.Direction.Receives())
 	ans.Proto = offer.Proto
+	ans.RTCPPort, ans.RTCPAddress = 0, ""
 	ans.AudioIndex = offer.AudioIndex
 	ans.Other = slices.Clone(offer.Other)
 	ans.RTCPMux = offer.RTCPMux && local.RTCPMux
@@ -273,6 +285,16 @@ func NewAnswer(offer, local *Description) (*Description, error) {
 		ans.PTime = offer.PTime
 	}
 	return ans, nil
+}
+
+// plainRTP reports whether an m= profile is unencrypted RTP: RTP/AVP, or
+// RTP/AVPF (RFC 4585 feedback, compatible with AVP).
+func plainRTP(proto string) bool {
+	switch strings.ToUpper(proto) {
+	case "RTP/AVP", "RTP/AVPF", "":
+		return true
+	}
+	return false
 }
 
 func (d *Description) clone() *Description {
@@ -395,6 +417,8 @@ func (d *Description) readMediaAttrs(m *sdp.MediaDescription) error {
 			d.EndOfCandidates = true
 		case "rtcp-mux":
 			d.RTCPMux = true
+		case "rtcp":
+			d.readRTCP(a.Value)
 		case "ptime":
 			if v, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && v > 0 && v <= 1000 {
 				d.PTime = v
@@ -436,6 +460,22 @@ func (d *Description) readMediaAttrs(m *sdp.MediaDescription) error {
 		}
 	}
 	return nil
+}
+
+// readRTCP reads an a=rtcp value: "port" or "port IN IP4 address".
+func (d *Description) readRTCP(v string) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return
+	}
+	port, err := strconv.Atoi(f[0])
+	if err != nil || port <= 0 || port > 65535 {
+		return
+	}
+	d.RTCPPort = port
+	if len(f) == 4 && f[1] == "IN" && iceToken(f[3]) {
+		d.RTCPAddress = f[3]
+	}
 }
 
 // iceToken reports whether s can be written back as an attribute value:
@@ -490,6 +530,9 @@ func parseRtpmap(v string) (Codec, bool) {
 
 // checkValues refuses values that would not survive as SDP text.
 func (d *Description) checkValues() error {
+	if !iceToken(d.RTCPAddress) {
+		return fmt.Errorf("%w: a=rtcp address %q", ErrBadSDP, d.RTCPAddress)
+	}
 	vals := []string{d.Username, d.SessionName, d.Proto, d.Ufrag, d.Pwd}
 	vals = append(vals, d.ICEOptions...)
 	vals = append(vals, d.Candidates...)
@@ -582,6 +625,17 @@ func (d *Description) Marshal() ([]byte, error) {
 		dir = SendRecv
 	}
 	audio.Attributes = append(audio.Attributes, sdp.NewPropertyAttribute(string(dir)))
+	if d.RTCPPort > 0 && d.RTCPPort <= 65535 {
+		v := strconv.Itoa(d.RTCPPort)
+		if d.RTCPAddress != "" {
+			t := "IP4"
+			if ip, err := netip.ParseAddr(d.RTCPAddress); err == nil && ip.Is6() && !ip.Is4In6() {
+				t = "IP6"
+			}
+			v += " IN " + t + " " + d.RTCPAddress
+		}
+		audio.Attributes = append(audio.Attributes, sdp.NewAttribute("rtcp", v))
+	}
 	if d.RTCPMux {
 		audio.Attributes = append(audio.Attributes, sdp.NewPropertyAttribute("rtcp-mux"))
 	}

@@ -137,6 +137,9 @@ func TestSamplesRoundTrip(t *testing.T) {
 			if !slices.Equal(d.Candidates, d2.Candidates) {
 				t.Errorf("candidates changed:\n%q\n%q", d.Candidates, d2.Candidates)
 			}
+			if d.RTCPPort != d2.RTCPPort || d.RTCPAddress != d2.RTCPAddress {
+				t.Errorf("a=rtcp changed: %d %q -> %d %q", d.RTCPPort, d.RTCPAddress, d2.RTCPPort, d2.RTCPAddress)
+			}
 			if d.SessionID != d2.SessionID || d.SessionVersion != d2.SessionVersion || d.AudioIndex != d2.AudioIndex {
 				t.Errorf("origin or audio index changed")
 			}
@@ -242,17 +245,44 @@ func TestAnswers(t *testing.T) {
 		Candidates: []string{"1 1 udp 2130706431 10.9.9.9 30000 typ host"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("browser offer keeps its telephone-event PT and ICE", func(t *testing.T) {
+	t.Run("browser offer needs DTLS-SRTP: refused", func(t *testing.T) {
 		offer, _ := ice.Parse(readSample(t, "browser-offer.sdp"))
+		if _, err := ice.NewAnswer(offer, local); !errors.Is(err, ice.ErrUnsupportedTransport) {
+			t.Fatalf("err = %v, want ErrUnsupportedTransport", err)
+		}
+	})
+	t.Run("linphone offer keeps its telephone-event PT and ICE", func(t *testing.T) {
+		offer, _ := ice.Parse(readSample(t, "linphone-offer.sdp"))
 		ans, err := ice.NewAnswer(offer, local)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ans.Codecs) != 2 || !ans.Codecs[0].IsPCMU() || ans.Codecs[1].PT != 126 || ans.TelephoneEvent != 126 {
+		if len(ans.Codecs) != 2 || !ans.Codecs[0].IsPCMU() || ans.Codecs[1].PT != 100 || ans.TelephoneEvent != 100 {
 			t.Errorf("codecs %+v te %d", ans.Codecs, ans.TelephoneEvent)
 		}
-		if !ans.HasICE() || !ans.RTCPMux || ans.Proto != "UDP/TLS/RTP/SAVPF" {
+		// linphone did not offer rtcp-mux: the answer must not claim it.
+		if !ans.HasICE() || ans.RTCPMux || ans.Proto != "RTP/AVP" {
 			t.Errorf("answer %+v", ans)
+		}
+	})
+	t.Run("baresip offer: mux kept, PCMU picked after opus and G722", func(t *testing.T) {
+		offer, _ := ice.Parse(readSample(t, "baresip-offer.sdp"))
+		ans, err := ice.NewAnswer(offer, local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ans.Codecs[0].IsPCMU() || !ans.RTCPMux || ans.PTime != 20 {
+			t.Errorf("answer %+v", ans)
+		}
+	})
+	t.Run("pjsip's a=rtcp is read", func(t *testing.T) {
+		offer, _ := ice.Parse(readSample(t, "pjsip-offer.sdp"))
+		if offer.RTCPPort != 4003 || offer.RTCPAddress != "192.0.2.140" {
+			t.Errorf("a=rtcp read as %d %q", offer.RTCPPort, offer.RTCPAddress)
+		}
+		lin, _ := ice.Parse(readSample(t, "linphone-offer.sdp"))
+		if lin.RTCPPort != 7079 || lin.RTCPAddress != "" {
+			t.Errorf("linphone a=rtcp read as %d %q", lin.RTCPPort, lin.RTCPAddress)
 		}
 	})
 	t.Run("plain phone gets no ICE and no rtcp-mux", func(t *testing.T) {
