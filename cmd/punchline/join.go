@@ -16,6 +16,8 @@ import (
 	"github.com/punchline/punchline/ice"
 	"github.com/punchline/punchline/internal/conference"
 	"github.com/punchline/punchline/media"
+	"github.com/punchline/punchline/sip"
+	"github.com/punchline/punchline/sip/focus"
 	"github.com/punchline/punchline/sip/ua"
 )
 
@@ -252,4 +254,64 @@ func statusLine(st conference.Stats) string {
 		fmt.Fprintf(&b, "  %s:%s %.2f", p.User, p.Route, p.MOS)
 	}
 	return b.String()
+}
+
+// newRoomFocus creates the conference focus for serve, to be set as the SIP
+// server's RoomHandler before sip.New. Its media ports (bridge, forwarder)
+// listen on the first SIP listener's IP and are advertised as --public-ip
+// when set.
+func newRoomFocus(env *serveEnv) (*focus.Focus, error) {
+	mediaIP, advertise := "127.0.0.1", env.cfg.PublicIP
+	for _, s := range env.cfg.SIP {
+		l, err := sip.ParseListener(s)
+		if err != nil {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(l.Addr); err == nil {
+			mediaIP = host
+			break
+		}
+	}
+	if ip := net.ParseIP(mediaIP); ip != nil && ip.IsUnspecified() && advertise == "" {
+		env.log.Warn("conference media ports listen on all addresses but advertise 127.0.0.1: set --public-ip so bridged phones can reach them")
+		advertise = "127.0.0.1"
+	}
+	return focus.New(focus.Config{
+		Realm:       env.cfg.Realm,
+		MediaIP:     mediaIP,
+		AdvertiseIP: advertise,
+		Metrics:     env.metrics,
+		Log:         env.log,
+	})
+}
+
+// sipWithFocus is the SIP subsystem of serve with its conference focus:
+// Close stops the focus (its NOTIFYs use the server's transports) before
+// the server.
+type sipWithFocus struct {
+	*sip.Server
+	focus *focus.Focus
+}
+
+func (s sipWithFocus) Close() error {
+	s.focus.Close()
+	return s.Server.Close()
+}
+
+// attachRoomFocus gives the focus the started server's client and address
+// (for NOTIFY and its Contact) and returns the combined subsystem.
+func attachRoomFocus(srv *sip.Server, f *focus.Focus) (subsystem, error) {
+	c, err := srv.Client()
+	if err != nil {
+		return nil, fmt.Errorf("conference focus: %w", err)
+	}
+	f.SetClient(c)
+	for _, b := range srv.Addrs() {
+		if host, port, err := net.SplitHostPort(b.Addr.String()); err == nil {
+			p, _ := strconv.Atoi(port)
+			f.SetContact(host, p)
+			break
+		}
+	}
+	return sipWithFocus{Server: srv, focus: f}, nil
 }

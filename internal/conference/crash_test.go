@@ -52,8 +52,17 @@ func TestCrashedParticipantLeavesRostersWithinTenSeconds(t *testing.T) {
 			}
 		}
 		checkHears(t, p, tones, others, time.Second)
-		if n := len(p.Engine.Stats().Peers); n != 2 {
-			t.Errorf("%s reports %d peers after dan left, want 2", p.User, n)
+		present := 0
+		for _, ps := range p.Engine.Stats().Peers {
+			switch {
+			case ps.User == "dan" && !ps.Left:
+				t.Errorf("%s's stats do not mark dan as left", p.User)
+			case !ps.Left:
+				present++
+			}
+		}
+		if present != 2 {
+			t.Errorf("%s reports %d present peers after dan left, want 2", p.User, present)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,8 +83,15 @@ type Engine struct {
 	forwarded   map[string]bool
 	closed      bool
 
+	// departed keeps the last statistics of participants who left.
+	departed map[string]PeerStats
+	// lastLeg is the most recent leg with each peer, kept after it ends
+	// so that statistics still name its route.
+	lastLeg map[string]*leg
+
 	pktsSent    atomic.Uint64
 	serverBytes atomic.Uint64
+	doneUpload  atomic.Uint64
 }
 
 // leg is our call with one other participant.
@@ -157,6 +165,8 @@ func Join(ctx context.Context, cfg Config) (*Engine, error) {
 		legs: map[string]*leg{}, pending: map[string]bool{}, users: map[string]focus.User{},
 		ssrcUser: map[uint32]string{}, counters: map[string]*seqCounter{},
 		rosterCh: make(chan struct{}), forwarded: map[string]bool{},
+		departed: map[string]PeerStats{},
+		lastLeg:  map[string]*leg{},
 	}
 	e.wg.Add(3)
 	go e.rosterLoop()
@@ -281,6 +291,7 @@ func (e *Engine) reconcile(ci *focus.ConferenceInfo) {
 		return
 	}
 	users := map[string]focus.User{}
+	var leaving []peerItem
 	var peers []focus.Peer
 	var everyone []string
 	hasBridge := false
@@ -305,6 +316,11 @@ func (e *Engine) reconcile(ci *focus.ConferenceInfo) {
 			continue
 		}
 		users[name] = u
+	}
+	for name, u := range e.users {
+		if _, still := users[name]; !still {
+			leaving = append(leaving, e.peerItemLocked(name, u))
+		}
 	}
 	e.users = users
 	e.everyone = everyone
@@ -351,9 +367,16 @@ func (e *Engine) reconcile(ci *focus.ConferenceInfo) {
 	e.rosterCh = make(chan struct{})
 	e.mu.Unlock()
 
+	for _, it := range leaving {
+		ps := e.peerStats(it)
+		ps.Left = true
+		e.mu.Lock()
+		e.departed[it.user] = ps
+		e.mu.Unlock()
+	}
 	for _, l := range toClose {
 		e.log.Info("peer left", "peer", l.peer)
-		e.goOwned(l.close)
+		e.goOwned(func() { e.retire(l) })
 	}
 	if oldServer != nil {
 		oldServer.close()
@@ -509,9 +532,10 @@ func (e *Engine) addLeg(l *leg) bool {
 	}
 	old := e.legs[l.peer]
 	e.legs[l.peer] = l
+	e.lastLeg[l.peer] = l
 	e.mu.Unlock()
 	if old != nil {
-		e.goOwned(old.close)
+		e.goOwned(func() { e.retire(old) })
 	}
 	l.sess.OnRouteChange(func(ri ice.RouteInfo) {
 		e.mu.Lock()
@@ -536,7 +560,7 @@ func (e *Engine) watch(l *leg) {
 		delete(e.legs, l.peer)
 	}
 	e.mu.Unlock()
-	l.close()
+	e.retire(l)
 	if mine {
 		e.log.Info("leg ended", "peer", l.peer)
 		if ci := e.sub.Roster(); ci != nil {
@@ -813,25 +837,79 @@ func clamp(v int32) int16 {
 	return int16(v)
 }
 
-// Stats reports every other participant and our upload.
+// peerItem is what Stats needs about one peer, taken under e.mu.
+type peerItem struct {
+	user  string
+	kind  string
+	leg   *leg
+	route focus.Route
+	ri    ice.RouteInfo
+	ctr   *seqCounter
+}
+
+func (e *Engine) peerItemLocked(name string, u focus.User) peerItem {
+	it := peerItem{user: name, kind: u.Kind, leg: e.legs[name], route: e.plan.Routes[name], ctr: e.counters[name]}
+	if it.leg == nil {
+		it.leg = e.lastLeg[name]
+	}
+	if it.leg != nil {
+		it.ri = it.leg.route
+	}
+	return it
+}
+
+// peerStats computes one peer's statistics; it calls into the leg's ICE
+// session, so e.mu must not be held.
+func (e *Engine) peerStats(it peerItem) PeerStats {
+	ps := PeerStats{User: it.user}
+	var rtt time.Duration
+	if it.leg != nil && it.leg.sess != nil {
+		is := it.leg.sess.Stats()
+		rtt = is.RTT
+		ps.BytesSent, ps.BytesReceived = is.BytesSent, is.BytesReceived
+		ps.LocalCandidateType, ps.RemoteCandidateType = it.ri.LocalType, it.ri.RemoteType
+		ps.SetupMS = it.leg.setup.Milliseconds()
+	}
+	switch {
+	case it.kind == focus.KindBridge || it.route.Via == focus.Server:
+		ps.Route, ps.Via = RouteForwarded, focus.Server
+	case it.route.Via != "" && it.route.Via != e.me:
+		ps.Route, ps.Via = RouteForwarded, it.route.Via
+	case it.leg != nil && it.ri.Route == ice.RouteRelayed:
+		ps.Route = RouteRelayed
+	case it.leg != nil:
+		ps.Route = RouteDirect
+	}
+	if it.ctr != nil {
+		ps.RTPPacketsReceived, ps.LossFraction = it.ctr.snapshot()
+	}
+	ps.RTTMS = float64(rtt.Microseconds()) / 1000
+	ps.MOS = mos(rtt, ps.LossFraction)
+	return ps
+}
+
+// retire closes a leg, keeping what it sent in the upload total.
+func (e *Engine) retire(l *leg) {
+	if l.sess != nil {
+		e.doneUpload.Add(l.sess.Stats().BytesSent)
+	}
+	l.close()
+}
+
+// Stats reports every participant we shared the room with (those who
+// left with Left set and their figures from when they left) and our
+// upload.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	st := Stats{Room: e.cfg.Room, User: e.me, DurationMS: time.Since(e.started).Milliseconds()}
-	type item struct {
-		user  string
-		kind  string
-		leg   *leg
-		route focus.Route
-		ri    ice.RouteInfo
-		ctr   *seqCounter
-	}
-	var items []item
+	var items []peerItem
 	for name, u := range e.users {
-		it := item{user: name, kind: u.Kind, leg: e.legs[name], route: e.plan.Routes[name], ctr: e.counters[name]}
-		if it.leg != nil {
-			it.ri = it.leg.route
+		items = append(items, e.peerItemLocked(name, u))
+	}
+	for name, ps := range e.departed {
+		if _, back := e.users[name]; !back {
+			st.Peers = append(st.Peers, ps)
 		}
-		items = append(items, it)
 	}
 	legs := make([]*leg, 0, len(e.legs))
 	for _, l := range e.legs {
@@ -841,36 +919,13 @@ func (e *Engine) Stats() Stats {
 		st.ForwardedFor = append(st.ForwardedFor, u)
 	}
 	e.mu.Unlock()
+	sort.Strings(st.ForwardedFor)
 
 	for _, it := range items {
-		ps := PeerStats{User: it.user}
-		var rtt time.Duration
-		if it.leg != nil && it.leg.sess != nil {
-			is := it.leg.sess.Stats()
-			rtt = is.RTT
-			ps.BytesSent, ps.BytesReceived = is.BytesSent, is.BytesReceived
-			ps.LocalCandidateType, ps.RemoteCandidateType = it.ri.LocalType, it.ri.RemoteType
-			ps.SetupMS = it.leg.setup.Milliseconds()
-		}
-		switch {
-		case it.kind == focus.KindBridge || it.route.Via == focus.Server:
-			ps.Route, ps.Via = RouteForwarded, focus.Server
-		case it.route.Via != "" && it.route.Via != e.me:
-			ps.Route, ps.Via = RouteForwarded, it.route.Via
-		case it.leg != nil && it.ri.Route == ice.RouteRelayed:
-			ps.Route = RouteRelayed
-		case it.leg != nil:
-			ps.Route = RouteDirect
-		}
-		if it.ctr != nil {
-			ps.RTPPacketsReceived, ps.LossFraction = it.ctr.snapshot()
-		}
-		ps.RTTMS = float64(rtt.Microseconds()) / 1000
-		ps.MOS = mos(rtt, ps.LossFraction)
-		st.Peers = append(st.Peers, ps)
+		st.Peers = append(st.Peers, e.peerStats(it))
 	}
 	sortPeers(st.Peers)
-	var up uint64
+	up := e.doneUpload.Load()
 	for _, l := range legs {
 		if l.sess != nil {
 			up += l.sess.Stats().BytesSent

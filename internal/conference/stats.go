@@ -41,6 +41,9 @@ type PeerStats struct {
 	// BytesSent and BytesReceived are what our leg with it carried.
 	BytesSent     uint64 `json:"bytes_sent"`
 	BytesReceived uint64 `json:"bytes_received"`
+	// Left is set for a participant that left the room before we did; its
+	// figures are from when it left.
+	Left bool `json:"left,omitempty"`
 }
 
 // Stats is the whole stats JSON of a conference participant.
