@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -123,5 +125,39 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 	defer cancel()
 	if err := runDemo(ctx, []string{"extra"}, &out, &errb); err != errUsage {
 		t.Fatalf("err = %v, want errUsage", err)
+	}
+}
+
+// BenchmarkDemoSIPSetup measures what a user waits for in the simulated
+// network on the wall clock: INVITE sent until the caller's first RTP
+// packet, through the proxy, with ICE across the NATs; a direct cell
+// (through a symmetric NAT) and a relayed one. Each iteration builds a
+// fresh lab, server and phones (not timed); the median is reported.
+func BenchmarkDemoSIPSetup(b *testing.B) {
+	for _, name := range []string{"full-cone ↔ symmetric", "symmetric ↔ symmetric"} {
+		var cell vnetlab.Cell
+		for _, c := range vnetlab.Matrix() {
+			if c.Name == name {
+				cell = c
+			}
+		}
+		b.Run(cell.Want, func(b *testing.B) {
+			var setups []float64
+			for b.Loop() {
+				var res demoCall
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := demoSIPCall(ctx, cell, demoOptions{audio: 200 * time.Millisecond, log: slog.New(slog.DiscardHandler)}, &res)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Route != cell.Want {
+					b.Errorf("route %s, want %s", res.Route, cell.Want)
+				}
+				setups = append(setups, float64(res.SetupMs))
+			}
+			slices.Sort(setups)
+			b.ReportMetric(setups[len(setups)/2], "median-setup-ms")
+		})
 	}
 }
