@@ -99,9 +99,9 @@ func TestCoturnRelay(t *testing.T) {
 		return c
 	}
 	for _, tc := range []struct {
-		name          string
+		name           string
 		caller, callee func() ice.Config
-		want          string
+		want           string
 	}{
 		{"relay policy on both sides", relayOnly, relayOnly, ice.RouteRelayed},
 		{"relay-only caller, callee offering every candidate", relayOnly, all, ice.RouteRelayed},
