@@ -86,10 +86,13 @@ func TestMatrixInProcess(t *testing.T) {
 
 // TestMatrixRealTime runs two cells on the wall clock, as punchline demo
 // does, to show the lab works outside a synctest bubble too: one that
-// must go direct through a symmetric NAT and one that must be relayed.
+// must go direct and one that must be relayed. The direct cell is one
+// whose pair answers within a few check rounds (no symmetric NAT), far
+// inside the 1 s relay wait even on a loaded runner; the full matrix's
+// route assertions run on the virtual clock above.
 func TestMatrixRealTime(t *testing.T) {
 	for _, c := range Matrix() {
-		if c.Name != "full-cone ↔ symmetric" && c.Name != "symmetric ↔ symmetric" {
+		if c.Name != "restricted ↔ port-restricted" && c.Name != "symmetric ↔ symmetric" {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
