@@ -183,6 +183,7 @@ type harness struct {
 	template                       string // punchline data dir with the users
 	peerPort                       int
 	seq                            int
+	profiling                      bool // profile punchline now (first round)
 	mu                             sync.Mutex
 }
 
@@ -254,14 +255,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		case LoadRelay:
 			rate := Figure{Name: "TURN relay, packets received back", Unit: "packets/s", HigherIsBetter: true, Reference: cotName,
 				Note: "turnutils_uclient " + strings.Join(cfg.UclientArgs, " ") + " to turnutils_peer; steady receive rate"}
-			cpu := Figure{Name: "TURN relay, server CPU for the load", Unit: "CPU s", HigherIsBetter: false, Reference: cotName,
-				Note: "user+system time of the server process over the uclient run (/proc/PID/stat)"}
+			cpu := Figure{Name: "TURN relay, server CPU per 100,000 packets received back", Unit: "CPU s", HigherIsBetter: false, Reference: cotName,
+				Note: "user+system time of the server process over the uclient run (/proc/PID/stat), per 100,000 packets that made the round trip"}
 			lossNote := ""
 			for round := 0; round < cfg.Rounds; round++ {
 				for i, srv := range []Server{plTURN, cot} {
 					var r relayResult
+					h.profiling = round == 0
 					err := h.withServer(ctx, srv, func(ctx context.Context) error {
-						stopProf := h.profile(ctx, srv, round, "relay")
+						stopProf := h.profile(ctx, srv, "relay")
 						defer stopProf()
 						var err error
 						r, err = h.relayLoad(ctx, srv)
@@ -272,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 						h.logf("  %s relay round %d: %v", srv.Name(), round+1, err)
 						rate.Note += fmt.Sprintf("; %s round %d failed: %v", srv.Name(), round+1, err)
 					} else {
-						pps, sec = r.uclient.Rate, r.cpu.Seconds()
+						pps, sec = r.uclient.Rate, r.cpu.Seconds()*100000/float64(r.uclient.Received)
 						if r.uclient.Lost > 0 {
 							lossNote += fmt.Sprintf("; %s round %d lost %d of %d", srv.Name(), round+1, r.uclient.Lost, r.uclient.Sent)
 						}
@@ -317,7 +319,7 @@ func (h *harness) withServer(ctx context.Context, srv Server, fn func(ctx contex
 }
 
 // alternate runs a rate search in rounds: punchline, reference,
-// punchline, reference… each on a freshly started server. A server's
+// punchline, reference… (each probe on a freshly started server). A server's
 // later rounds start their search at its previous result, which saves
 // the probes far below it.
 func (h *harness) alternate(ctx context.Context, f *Figure, pl, ref Server, load string,
@@ -326,15 +328,12 @@ func (h *harness) alternate(ctx context.Context, f *Figure, pl, ref Server, load
 	for round := 0; round < h.cfg.Rounds; round++ {
 		for i, srv := range []Server{pl, ref} {
 			v := math.NaN()
-			err := h.withServer(ctx, srv, func(ctx context.Context) error {
-				stopProf := h.profile(ctx, srv, round, load)
-				defer stopProf()
-				r, err := search(ctx, srv, starts[srv.Name()])
-				if err == nil {
-					v = r
-				}
-				return err
-			})
+			h.profiling = round == 0
+			r, err := search(ctx, srv, starts[srv.Name()])
+			h.profiling = false
+			if err == nil {
+				v = r
+			}
 			if err != nil {
 				h.logf("  %s %s round %d: %v", srv.Name(), load, round+1, err)
 				f.Note += fmt.Sprintf("; %s round %d failed: %v", srv.Name(), round+1, err)
@@ -390,9 +389,9 @@ func (h *harness) memFigures(ctx context.Context, total, each *Figure, pl, ref S
 
 // profile takes a CPU profile of punchline during the first round of a
 // load, when enabled, and returns a function that waits for it.
-func (h *harness) profile(ctx context.Context, srv Server, round int, load string) func() {
+func (h *harness) profile(ctx context.Context, srv Server, load string) func() {
 	p, ok := srv.(*Punchline)
-	if !ok || round != 0 || h.cfg.ProfileSeconds <= 0 {
+	if !ok || !h.profiling || h.cfg.ProfileSeconds <= 0 {
 		return func() {}
 	}
 	out := filepath.Join(h.cfg.WorkDir, "profile-"+load+".pprof")
