@@ -429,8 +429,8 @@ func routeSetFrom(hdrs []sip.Header, reverse bool) []sip.Uri {
 		for _, v := range splitHeaderList(h.Value()) {
 			var uri sip.Uri
 			params := sip.NewParams()
-			if _, err := sip.ParseAddressValue(v, &uri, &params); err != nil {
-				continue
+			if _, err := sip.ParseAddressValue(v, &uri, &params); err != nil || uri.Host == "" {
+				continue // a route we could not send to
 			}
 			out = append(out, uri)
 		}

@@ -138,4 +138,3 @@ func (s *Server) RelayedBytes(tb testing.TB) float64 {
 	}
 	return sum
 }
-
