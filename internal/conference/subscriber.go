@@ -100,7 +100,10 @@ func Subscribe(ctx context.Context, cfg SubscriberConfig) (*Subscriber, error) {
 		ua.Close()
 		return nil, err
 	}
-	client, err := sipgo.NewClient(ua)
+	// rport (RFC 3581): behind a NAT that changes our port (symmetric), the
+	// server must answer where the SUBSCRIBE came from, not to the port in
+	// our Via.
+	client, err := sipgo.NewClient(ua, sipgo.WithClientNAT())
 	if err != nil {
 		ua.Close()
 		return nil, err
