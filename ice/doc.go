@@ -28,6 +28,11 @@
 // conn; if the direct path is gone, the relayed pair wins. A re-offer with
 // unchanged credentials is not a restart ([Description.Restarts]).
 //
+// A peer that does ICE but refuses rtcp-mux (no a=rtcp-mux in its SDP)
+// still gets RTP over component 1; its component-2 candidates are ignored
+// and its RTCP, sent to our port+1, is lost (we do not open a second
+// component).
+//
 // A peer whose SDP has no ICE ([Description.HasICE] false) cannot be
 // reached through a Session: pion's agent needs the peer's checks. Use a
 // plain UDP socket with symmetric RTP for it (package media latches), and

@@ -318,11 +318,19 @@ func (s *Session) SetRemote(ufrag, pwd string, candidates []string) error {
 }
 
 // AddRemoteCandidate adds one more remote candidate (trickle ICE, or a
-// candidate learnt from a re-INVITE).
+// candidate learnt from a re-INVITE). Like SetRemote it ignores
+// candidates of other components than 1 and non-UDP ones, and candidates
+// it already has.
 func (s *Session) AddRemoteCandidate(raw string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	c, err := parsePionCandidate(raw)
 	if err != nil {
 		return err
+	}
+	if c.Component() != 1 || !c.NetworkType().IsUDP() {
+		return nil
 	}
 	return s.agent.AddRemoteCandidate(c)
 }
