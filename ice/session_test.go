@@ -246,3 +246,25 @@ func TestLiteCalleeWithFullCaller(t *testing.T) {
 		t.Fatalf("route %+v %v", r, err)
 	}
 }
+
+func TestConfigChecks(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ice.Policy
+		ok   bool
+	}{{"", ice.PolicyAll, true}, {"all", ice.PolicyAll, true}, {"relay", ice.PolicyRelay, true}, {"direct", 0, false}} {
+		p, err := ice.ParsePolicy(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && p != tc.want) {
+			t.Errorf("ParsePolicy(%q) = %v, %v", tc.in, p, err)
+		}
+		if tc.ok && p.String() != map[bool]string{true: "relay", false: "all"}[p == ice.PolicyRelay] {
+			t.Errorf("String() = %q", p.String())
+		}
+	}
+	if _, err := ice.NewSession(ice.Config{Lite: true, Policy: ice.PolicyRelay}, false); err == nil {
+		t.Error("an ICE-lite session with relay policy was accepted")
+	}
+	if _, err := ice.NewSession(ice.Config{PortMin: 2000, PortMax: 1000}, false); err == nil {
+		t.Error("an empty port range was accepted")
+	}
+}
