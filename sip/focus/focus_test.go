@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/punchline/punchline/internal/conference"
@@ -195,4 +196,45 @@ func TestRoomPIN(t *testing.T) {
 		t.Fatalf("right PIN: %v", err)
 	}
 	s.Close()
+}
+
+func TestMetricsShowPureMeshRoomWithZeroBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, focus.Config{Metrics: reg})
+	defer h.stop()
+	s, err := conference.Subscribe(context.Background(), conference.SubscriberConfig{Server: h.addr, User: "ann", Domain: "example.org", Room: "quiet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			if m.Counter != nil {
+				seen[key] = m.Counter.GetValue()
+			} else if m.Gauge != nil {
+				seen[key] = m.Gauge.GetValue()
+			}
+		}
+	}
+	for key, want := range map[string]float64{
+		"punchline_conference_media_bytes_total,direction=in,room=quiet":  0,
+		"punchline_conference_media_bytes_total,direction=out,room=quiet": 0,
+		"punchline_conference_media_bytes_all_total,direction=in":         0,
+		"punchline_conference_participants,kind=mesh,room=quiet":          1,
+		"punchline_conference_rooms":                                      1,
+	} {
+		got, ok := seen[key]
+		if !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
 }

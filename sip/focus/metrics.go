@@ -106,10 +106,17 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, float64(ci), name, "in")
 		ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, float64(co), name, "out")
 	}
+	rooms := m.f.roster.Rooms()
+	for _, r := range rooms {
+		// A pure mesh room has no server media at all, and says so.
+		if m.rooms[r] == nil {
+			ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, 0, r, "in")
+			ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, 0, r, "out")
+		}
+	}
 	m.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(m.totalDsc, prometheus.CounterValue, float64(in), "in")
 	ch <- prometheus.MustNewConstMetric(m.totalDsc, prometheus.CounterValue, float64(out), "out")
-	rooms := m.f.roster.Rooms()
 	ch <- prometheus.MustNewConstMetric(m.roomsDsc, prometheus.GaugeValue, float64(len(rooms)))
 	for _, r := range rooms {
 		counts := map[string]int{}
