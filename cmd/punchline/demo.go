@@ -45,6 +45,9 @@ const (
 	demoSIPPort = 5060
 )
 
+// demoSIPNewMu serializes sip.New across concurrently placed calls.
+var demoSIPNewMu sync.Mutex
+
 func demoPassword(user string) string { return user + "-demo-secret" }
 
 // demoCall is one call's result, also its JSON form.
@@ -243,6 +246,9 @@ func demoSIPCall(ctx context.Context, c vnetlab.Cell, opts demoOptions, res *dem
 	if err != nil {
 		return err
 	}
+	// sip.New adjusts process-wide sipgo settings; servers created at the
+	// same moment would race on them.
+	demoSIPNewMu.Lock()
 	srv, err := sip.New(sip.Config{
 		Realm:     demoRealm,
 		Listeners: []sip.Listener{{Transport: "udp", PacketConn: pc}},
@@ -251,6 +257,7 @@ func demoSIPCall(ctx context.Context, c vnetlab.Cell, opts demoOptions, res *dem
 		Logger:    opts.log,
 		RateLimit: sip.RateLimit{PerSecond: -1},
 	})
+	demoSIPNewMu.Unlock()
 	if err != nil {
 		_ = pc.Close()
 		return err

@@ -187,6 +187,9 @@ type Lab struct {
 	closeOnce sync.Once
 }
 
+// vnetBuildMu serializes the creation of vnet routers and nets; see New.
+var vnetBuildMu sync.Mutex
+
 // ErrLab wraps failures to build the simulated network.
 var ErrLab = errors.New("vnetlab")
 
@@ -203,7 +206,13 @@ func New(cfg Config) (*Lab, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Lab{cfg: cfg, log: log.With("subsystem", "vnetlab")}
-	if err := l.build(); err != nil {
+	// pion's vnet numbers interfaces from a package-level counter without
+	// a lock, so labs built concurrently (punchline demo runs several
+	// calls at once) must not create routers and nets at the same time.
+	vnetBuildMu.Lock()
+	err := l.build()
+	vnetBuildMu.Unlock()
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
