@@ -542,6 +542,19 @@ func (e *Engine) addLeg(l *leg) bool {
 		l.route = ri
 		e.mu.Unlock()
 	})
+	// A leg whose every path failed is hung up; the later joiner of the
+	// pair then sets it up again from scratch (fresh candidates, so a
+	// relay if the direct path is gone for good).
+	l.sess.OnStateChange(func(st ice.State) {
+		if st == ice.StateFailed && !l.closed.Load() {
+			e.log.Info("leg failed, hanging up", "peer", l.peer)
+			e.goOwned(func() {
+				ctx, cancel := context.WithTimeout(e.ctx, time.Second)
+				defer cancel()
+				l.call.Hangup(ctx) //nolint:errcheck // watch cleans up either way.
+			})
+		}
+	})
 	e.goOwned(func() { e.watch(l) })
 	return true
 }
