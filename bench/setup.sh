@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-30}
 out=$(go test -run '^$' -bench 'CallSetup' -benchtime "${calls}x" ./bench/setup/ | grep '^BenchmarkCallSetup/')
-echo "| calls ($calls each) | setup median | setup p90 | dial-to-audio median |"
-echo "|---|---|---|---|"
+echo "| calls ($calls each) | setup median | setup p90 | dial-to-audio median | calls off the expected route |"
+echo "|---|---|---|---|---|"
 echo "$out" | awk '{
   name=$1; sub(/^BenchmarkCallSetup\//,"",name); sub(/-[0-9]+$/,"",name);
   for (i=2;i<=NF;i++) { v[$(i)]=$(i-1) }
-  printf "| %s | %.1f ms | %.1f ms | %.1f ms |\n", name, v["setup_ms_median"], v["setup_ms_p90"], v["dial_to_audio_ms_median"]
+  printf "| %s | %.1f ms | %.1f ms | %.1f ms | %d |\n", name, v["setup_ms_median"], v["setup_ms_p90"], v["dial_to_audio_ms_median"], v["calls_off_route"]
 }'

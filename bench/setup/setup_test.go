@@ -88,10 +88,20 @@ func BenchmarkCallSetup(b *testing.B) {
 			}
 			alice, bob := srv.NewPhone(b, cfg("alice")), srv.NewPhone(b, cfg("bob"))
 			var setups, dials []float64
+			offRoute := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				setup, dial := oneCall(b, alice, bob, bc.route)
+				setup, dial, route := oneCall(b, alice, bob)
 				setups, dials = append(setups, setup), append(dials, dial)
+				if route != bc.route {
+					// Our tuned settings must take the expected route;
+					// pion's defaults are only the comparison, their
+					// misses are counted.
+					if bc.tweak == nil {
+						b.Fatalf("call %d went %s, want %s", i, route, bc.route)
+					}
+					offRoute++
+				}
 			}
 			b.StopTimer()
 			slices.Sort(setups)
@@ -99,15 +109,16 @@ func BenchmarkCallSetup(b *testing.B) {
 			b.ReportMetric(setups[len(setups)/2], "setup_ms_median")
 			b.ReportMetric(setups[len(setups)*9/10], "setup_ms_p90")
 			b.ReportMetric(dials[len(dials)/2], "dial_to_audio_ms_median")
+			b.ReportMetric(float64(offRoute), "calls_off_route")
 		})
 	}
 }
 
-// oneCall dials, waits for the first RTP at the caller, checks the route
+// oneCall dials, waits for the first RTP at the caller, notes the route
 // and hangs up. It returns the caller's setup time (INVITE sent to first
 // RTP) and the dial-to-audio time (Call invoked, so gathering the offer's
 // candidates included, to first RTP), in milliseconds.
-func oneCall(b *testing.B, alice, bob *phone.Phone, route string) (setup, dial float64) {
+func oneCall(b *testing.B, alice, bob *phone.Phone) (setup, dial float64, route string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	answered := make(chan *phone.Call, 1)
@@ -134,9 +145,6 @@ func oneCall(b *testing.B, alice, bob *phone.Phone, route string) (setup, dial f
 	}
 	dial = float64(time.Since(start)) / float64(time.Millisecond)
 	st := ac.Stats()
-	if st.Route != route {
-		b.Fatalf("call went %s (%s/%s), want %s", st.Route, st.LocalCandidateType, st.RemoteCandidateType, route)
-	}
 	if err := ac.Hangup(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -145,5 +153,5 @@ func oneCall(b *testing.B, alice, bob *phone.Phone, route string) (setup, dial f
 	case <-ctx.Done():
 		b.Fatal("callee did not see the hang-up")
 	}
-	return st.SetupMs, dial
+	return st.SetupMs, dial, st.Route
 }

@@ -47,6 +47,7 @@ type Leg struct {
 	// mu guards every field below.
 	mu        sync.Mutex
 	sess      *ice.Session
+	pre       *ice.Session // pre-gathered answerer session, see Pregather
 	plain     net.PacketConn
 	local     *ice.Description // what we last sent
 	remote    *ice.Description // what the peer last sent
@@ -214,6 +215,32 @@ func (l *Leg) PlainOffer() ([]byte, error) {
 	return d.Marshal()
 }
 
+// Pregather starts an answerer's ICE session and gathers its candidates
+// before any offer arrived, so that Answer need not wait for the STUN and
+// TURN round trips (a TURN allocation alone is two). Answer uses it for a
+// full-ICE offer and discards it otherwise. Pregather returns at once.
+func (l *Leg) Pregather() error {
+	s, err := l.newSession(false)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.closed || l.pre != nil || l.sess != nil {
+		l.mu.Unlock()
+		s.Close()
+		return ErrClosed
+	}
+	l.pre = s
+	l.mu.Unlock()
+	// The first Gather call starts pion's gathering, which runs on the
+	// agent's own goroutines; with a done context it returns at once.
+	// Answer's Gather later waits for the same generation to complete.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = s.Gather(ctx)
+	return nil
+}
+
 // Answer answers the peer's offer: with ICE if the offer has it, else with
 // a plain RTP socket.
 func (l *Leg) Answer(ctx context.Context, offer []byte) ([]byte, error) {
@@ -234,14 +261,24 @@ func (l *Leg) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 	l.mu.Unlock()
 
 	local := ice.NewAudio()
+	l.mu.Lock()
+	pre := l.pre
+	l.pre = nil
+	l.mu.Unlock()
+	if pre != nil && (!od.HasICE() || od.Lite) {
+		pre.Close() // gathered as controlled for a full-ICE peer: no use
+		pre = nil
+	}
 	if od.HasICE() {
-		// An ICE-lite peer never checks: we must control (RFC 8445 §6.1.1).
-		s, err := l.newSession(od.Lite)
-		if err != nil {
-			return nil, err
-		}
-		if od.Lite {
-			_ = s.SetRemoteLite(true)
+		s := pre
+		if s == nil {
+			// An ICE-lite peer never checks: we must control (RFC 8445 §6.1.1).
+			if s, err = l.newSession(od.Lite); err != nil {
+				return nil, err
+			}
+			if od.Lite {
+				_ = s.SetRemoteLite(true)
+			}
 		}
 		loc, err := s.Gather(ctx)
 		if err != nil {
@@ -550,8 +587,12 @@ func (l *Leg) Close() error {
 		return nil
 	}
 	l.closed = true
-	st, s, pc := l.stream, l.sess, l.plain
+	st, s, pc, pre := l.stream, l.sess, l.plain, l.pre
+	l.pre = nil
 	l.mu.Unlock()
+	if pre != nil {
+		pre.Close()
+	}
 	if st != nil {
 		st.Close()
 	}

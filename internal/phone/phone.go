@@ -170,18 +170,40 @@ func (p *Phone) Answer(ctx context.Context, opts MediaOptions) (*Call, error) {
 	}
 }
 
+// pregatherFor is how long a pre-gathered leg waits for a call before it
+// is replaced by a fresh one: its server-reflexive mapping may lapse in a
+// NAT after a minute of silence (the relayed candidate would not, pion
+// refreshes the allocation, but a fresh srflx keeps direct calls direct).
+const pregatherFor = 45 * time.Second
+
 func (p *Phone) answerOne(ctx context.Context, opts MediaOptions) (*Call, error) {
-	ic, err := p.ua.Accept(ctx)
-	if err != nil {
-		return nil, err
+	var (
+		ic  *ua.IncomingCall
+		leg *Leg
+		err error
+	)
+	for ic == nil {
+		// Gather while waiting, so the answer need not wait for STUN and
+		// TURN round trips.
+		if leg, err = p.NewLeg(opts, false); err != nil {
+			return nil, err
+		}
+		if err := leg.Pregather(); err != nil {
+			p.log.Debug("pre-gather", "err", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, pregatherFor)
+		ic, err = p.ua.Accept(wctx)
+		cancel()
+		if err != nil {
+			leg.Close()
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				continue // nobody called yet: gather afresh
+			}
+			return nil, err
+		}
 	}
 	start := time.Now()
 	p.log.Info("incoming call", "from", ic.From())
-	leg, err := p.NewLeg(opts, false)
-	if err != nil {
-		ic.Reject(500, "Server Internal Error")
-		return nil, err
-	}
 	answer, err := leg.Answer(ctx, ic.Offer())
 	if err != nil {
 		leg.Close()
