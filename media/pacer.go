@@ -6,10 +6,10 @@ import (
 )
 
 // maxCatchUp bounds how many frames a pacer emits at once after the
-// goroutine was starved (GC pause, overloaded machine). Past that the
-// missed frames are skipped rather than sent as a burst the far end's
-// jitter buffer would have to discard anyway.
-const maxCatchUp = 3
+// goroutine was starved (GC pause, overloaded machine): 200 ms, the most a
+// far-end jitter buffer holds (JitterConfig.MaxDelay). Frames older than
+// that would only be discarded as late there, so they are skipped.
+const maxCatchUp = 10
 
 // pace calls tick once per FrameDuration until ctx ends. It keeps time from
 // a fixed start, not by sleeping between calls, so the rate does not drift:

@@ -86,8 +86,13 @@ func TestStreamsExchangeTonesOverUDP(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("bob received no RTP")
 	}
-	gotB := recordFor(t, &recB, 1500*time.Millisecond)
-	gotA := recordFor(t, &recA, 1500*time.Millisecond)
+	// Wait for traffic rather than wall time: on a starved test machine
+	// 1.5 s may carry far fewer than 75 packets.
+	waitFor(t, 20*time.Second, "60 packets each way", func() bool {
+		return alice.Stats().PacketsReceived >= 60 && bob.Stats().PacketsReceived >= 60
+	})
+	gotB := recordFor(t, &recB, time.Second)
+	gotA := recordFor(t, &recA, time.Second)
 	freqs := []float64{440, 1000}
 	if got := DetectTones(gotB, freqs, 0); !slices.Equal(got, []float64{440}) {
 		t.Errorf("bob heard %v Hz, want [440] (levels %.3f %.3f)", got, ToneLevel(gotB, 440), ToneLevel(gotB, 1000))
@@ -98,8 +103,7 @@ func TestStreamsExchangeTonesOverUDP(t *testing.T) {
 	waitFor(t, 3*time.Second, "RTT from RTCP", func() bool { return alice.Stats().HaveRTT && bob.Stats().HaveRTT })
 	for name, st := range map[string]Stats{"alice": alice.Stats(), "bob": bob.Stats()} {
 		t.Logf("%s: %+v", name, st)
-		// 1.5 s is 75 packets; a starved machine may skip some frames.
-		if st.PacketsSent < 30 || st.PacketsReceived < 30 || st.BytesSent < 30*172 {
+		if st.PacketsSent < 60 || st.PacketsReceived < 60 || st.BytesSent != st.PacketsSent*172 {
 			t.Errorf("%s: too little traffic: %+v", name, st)
 		}
 		// Loopback loses nothing; a starved test machine may make a packet
@@ -451,8 +455,11 @@ func TestWAVFileInWAVFileOut(t *testing.T) {
 	}
 	m := Match(heard, mustReadFixture(t, "speech-8k.wav"))
 	t.Logf("recorded %.2f s, match %+v", float64(len(heard))/SampleRate, m)
-	if m.Score < 0.9 || m.Windows < 6 {
-		t.Fatalf("bob's recording matches alice's WAV with %+v, want score ≥ 0.9", m)
+	// A clean loopback call scores ≈1.0; unrelated audio stays under 0.4
+	// (see TestMatchToleratesLossAndRejectsOtherAudio). 0.7 leaves room for
+	// a test machine so starved that frames come late and are concealed.
+	if m.Score < 0.7 || m.Windows < 6 {
+		t.Fatalf("bob's recording matches alice's WAV with %+v, want score ≥ 0.7", m)
 	}
 }
 
