@@ -34,9 +34,15 @@ const (
 const maxResponseDelay = 60 * time.Second
 
 // probeTimeout is how long a probe waits for an answer that may be
-// filtered: answers in the lab come back in well under a millisecond, so a
-// second with retransmissions is ample and keeps negative probes cheap.
-const probeTimeout = time.Second
+// filtered: answers in the lab come back in well under a millisecond, so
+// 1.5 s with retransmissions leaves room for a machine under heavy load
+// while keeping negative probes cheap.
+const probeTimeout = 1500 * time.Millisecond
+
+// answerTimeout is how long a probe waits for an answer that must come
+// (the mapping test): a missing one is an error, not a measurement, so it
+// may take longer.
+const answerTimeout = 5 * time.Second
 
 // probeRequest is a decoded Binding request as the responder sees it.
 type probeRequest struct {
@@ -311,7 +317,7 @@ func Discover(ctx context.Context, primary, alt netip.AddrPort) (ProbeReport, er
 	localPort := uint16(c.LocalAddr().(*net.UDPAddr).Port)
 
 	// Mapping: the same socket towards primary, alt IP, then alt IP+port.
-	m1, ok, err := transact(ctx, c, primary, 0, 0, probeTimeout, false)
+	m1, ok, err := transact(ctx, c, primary, 0, 0, answerTimeout, false)
 	if err != nil {
 		return rep, err
 	}
@@ -319,7 +325,7 @@ func Discover(ctx context.Context, primary, alt netip.AddrPort) (ProbeReport, er
 		return rep, fmt.Errorf("no answer from %s: no UDP path to the probe server", primary)
 	}
 	rep.PortPreserved = m1.mapped.Port() == localPort
-	m2, ok, err := transact(ctx, c, netip.AddrPortFrom(alt.Addr(), primary.Port()), 0, 0, probeTimeout, false)
+	m2, ok, err := transact(ctx, c, netip.AddrPortFrom(alt.Addr(), primary.Port()), 0, 0, answerTimeout, false)
 	if err != nil || !ok {
 		return rep, fmt.Errorf("no answer from the alternate address %s: %v", alt.Addr(), err)
 	}
@@ -328,7 +334,7 @@ func Discover(ctx context.Context, primary, alt netip.AddrPort) (ProbeReport, er
 	case m1.mapped == m2.mapped:
 		rep.Behavior.Mapping = EndpointIndependent
 	default:
-		m3, ok, err := transact(ctx, c, alt, 0, 0, probeTimeout, false)
+		m3, ok, err := transact(ctx, c, alt, 0, 0, answerTimeout, false)
 		if err != nil || !ok {
 			return rep, fmt.Errorf("no answer from the alternate endpoint %s: %v", alt, err)
 		}

@@ -57,6 +57,9 @@ type ServerConfig struct {
 	Users map[string]string
 	// Realm is the SIP and TURN realm. Empty means punchline's default.
 	Realm string
+	// NoRelay runs serve without its STUN/TURN service (SIP only), e.g.
+	// when a third-party relay is under test.
+	NoRelay bool
 	// Args are extra serve flags.
 	Args []string
 }
@@ -103,6 +106,10 @@ func (l *Lab) StartServer(ctx context.Context, cfg ServerConfig) (*Server, error
 		"--sip", fmt.Sprintf("udp:%s,tcp:%s", s.SIP, s.SIP),
 		"--turn", fmt.Sprintf("udp:%s,tcp:%s", s.TURN, s.TURN),
 		"--http", ""}
+	if cfg.NoRelay {
+		args[len(args)-3] = ""
+		s.TURN = netip.AddrPort{}
+	}
 	args = append(append(args, realm...), cfg.Args...)
 	p, err := l.Start(ctx, l.Public, "punchline serve", args...)
 	if err != nil {
