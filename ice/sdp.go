@@ -137,7 +137,7 @@ func (d *Description) HasICE() bool { return d.Ufrag != "" && d.Pwd != "" }
 
 // Restarts reports whether d, a new offer in the same dialog, restarts
 // ICE relative to prev, the peer's previous description: new ice-ufrag or
-// ice-pwd (RFC 8839 §4.4.1.1.1). A re-INVITE that only updates the default
+// ice-pwd (RFC 8445 §9, RFC 8839). A re-INVITE that only updates the default
 // candidate after ICE completed (pjsip and linphone send one) keeps the
 // credentials and is not a restart: the session carries on.
 func (d *Description) Restarts(prev *Description) bool {
@@ -237,7 +237,7 @@ func (d *Description) SetICE(l Local) error {
 }
 
 // ClearICE removes the ICE attributes (for an answer to a peer without
-// ICE, RFC 8839 §4.2.2: an answerer must not use ICE if the offer lacks it).
+// ICE, RFC 8839: an answerer must not use ICE if the offer lacks it).
 func (d *Description) ClearICE() {
 	d.Ufrag, d.Pwd, d.Lite = "", "", false
 	d.ICEOptions, d.Candidates, d.EndOfCandidates = nil, nil, false
@@ -249,7 +249,7 @@ func (d *Description) ClearICE() {
 // telephone-event under the offer's payload type; the direction is the
 // answer to the offer's; other m-lines are rejected in place; ICE is
 // dropped when the offer has none; rtcp-mux is kept only if offered
-// (RFC 5761 §5.1.1); a=rtcp is dropped, as our RTCP shares the RTP port.
+// (RFC 5761); a=rtcp is dropped, as our RTCP shares the RTP port.
 // It fails with ErrNoCommonCodec when the offer has neither PCMU nor
 // PCMA, and with ErrUnsupportedTransport when it needs SRTP or DTLS
 // (respond 488 to either).
@@ -589,7 +589,7 @@ func (d *Description) Marshal() ([]byte, error) {
 		ConnectionInformation: conn,
 		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
 	}
-	// ice-lite is session-level only (RFC 8839 §5.3); ice-options may be
+	// ice-lite is session-level only (RFC 8839); ice-options may be
 	// either, and session level is where most peers look.
 	if d.HasICE() && d.Lite {
 		s.Attributes = append(s.Attributes, sdp.NewPropertyAttribute("ice-lite"))

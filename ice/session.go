@@ -110,7 +110,7 @@ type Session struct {
 }
 
 // NewSession creates a session. The caller of a call (the SDP offerer) is
-// controlling, the callee controlled (RFC 8445 §6.1.1, RFC 8839 §4.3).
+// controlling, the callee controlled (RFC 8445 §6.1.1).
 // A full agent facing an ICE-lite peer must be controlling; call
 // SetRemoteLite in that case.
 func NewSession(cfg Config, controlling bool) (*Session, error) {
@@ -441,7 +441,7 @@ func (s *Session) OnStateChange(f func(State)) {
 	s.mu.Unlock()
 }
 
-// Restart begins an ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): new
+// Restart begins an ICE restart (RFC 8445 §9, signalled as RFC 8839 describes): new
 // local credentials, every candidate and pair dropped, candidates
 // gathered again. It returns the new Local for the re-INVITE's SDP; the
 // caller then passes the peer's new credentials and candidates to
