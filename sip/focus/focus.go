@@ -114,6 +114,14 @@ type Config struct {
 	ListenPacket func(network, address string) (net.PacketConn, error)
 	// Metrics receives the focus's metrics. Nil means not registered.
 	Metrics prometheus.Registerer
+	// RelayBytes, if set, returns the bytes the TURN relay has relayed so
+	// far per authenticated user name. The focus polls it every second and
+	// attributes each member's growth to its room
+	// (punchline_conference_relay_bytes_total{room}): a TURN allocation does
+	// not know which call it serves, but in a room its user's relayed bytes
+	// are the room's (a user in a room and in another call at once would be
+	// counted to the room).
+	RelayBytes func() map[string]uint64
 	// Log is the logger; nil discards.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now. Tests inject one.
@@ -185,6 +193,9 @@ type Focus struct {
 	hubs    map[string]*hub          // by room
 	bridges map[string]*bridgeCall   // by Call-ID
 	closed  bool
+
+	// relaySeen is the last RelayBytes snapshot (owned by sweepLoop).
+	relaySeen map[string]uint64
 
 	// kick wakes the notifier for a room.
 	kick    chan string
@@ -511,11 +522,14 @@ func (f *Focus) sweepLoop() {
 	defer f.wg.Done()
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
-	for {
+	for tick := 0; ; tick++ {
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if f.cfg.RelayBytes != nil && tick%4 == 0 {
+			f.attributeRelayBytes()
 		}
 		for _, d := range f.roster.Expire(f.cfg.Now()) {
 			f.log.Info("left", "room", d.Room, "user", d.User, "why", "subscription expired")
@@ -531,6 +545,29 @@ func (f *Focus) sweepLoop() {
 			f.schedule(d.Room)
 		}
 	}
+}
+
+// attributeRelayBytes adds each room member's relayed-bytes growth since
+// the last poll to its room.
+func (f *Focus) attributeRelayBytes() {
+	snap := f.cfg.RelayBytes()
+	if f.relaySeen == nil {
+		f.relaySeen = snap
+		return
+	}
+	for _, room := range f.roster.Rooms() {
+		var delta uint64
+		for _, m := range f.roster.Members(room) {
+			now, before := snap[m.User], f.relaySeen[m.User]
+			if now > before {
+				delta += now - before
+			}
+		}
+		if delta > 0 {
+			f.met.room(room).relay.Add(delta)
+		}
+	}
+	f.relaySeen = snap
 }
 
 func (f *Focus) notifyLoop() {

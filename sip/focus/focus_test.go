@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +238,64 @@ func TestMetricsShowPureMeshRoomWithZeroBytes(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
 		}
 	}
+}
+
+func TestRelayBytesAttributedToRoomMembers(t *testing.T) {
+	var mu sync.Mutex
+	relayed := map[string]uint64{"ann": 5000, "zed": 100}
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, focus.Config{Metrics: reg, RelayBytes: func() map[string]uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]uint64{}
+		for k, v := range relayed {
+			out[k] = v
+		}
+		return out
+	}})
+	defer h.stop()
+	s, err := conference.Subscribe(context.Background(), conference.SubscriberConfig{Server: h.addr, User: "ann", Domain: "example.org", Room: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Bytes from before ann joined are not the room's; what she relays
+	// while in it is; zed is in no room.
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	relayed["ann"] += 1200
+	relayed["zed"] += 700
+	mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		v := gatherValue(t, reg, "punchline_conference_relay_bytes_total", "room", "r")
+		if v == 1200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room relay bytes = %v, want 1200", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func gatherValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

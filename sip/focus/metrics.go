@@ -14,6 +14,8 @@ const maxRoomCounters = 1000
 // roomCounter counts media bytes through the server for one room.
 type roomCounter struct {
 	in, out atomic.Uint64
+	// relay is what the TURN relay carried for the room's members.
+	relay atomic.Uint64
 }
 
 // metrics is the focus's Prometheus collector. Counters are kept per room
@@ -23,15 +25,18 @@ type metrics struct {
 	f *Focus
 
 	// mu guards rooms, order and the gone totals.
-	mu       sync.Mutex
-	rooms    map[string]*roomCounter
-	order    []string
-	goneIn   uint64
-	goneOut  uint64
-	bytesDsc *prometheus.Desc
-	totalDsc *prometheus.Desc
-	partsDsc *prometheus.Desc
-	roomsDsc *prometheus.Desc
+	mu        sync.Mutex
+	rooms     map[string]*roomCounter
+	order     []string
+	goneIn    uint64
+	goneOut   uint64
+	goneRelay uint64
+	relayDsc  *prometheus.Desc
+	relayAll  *prometheus.Desc
+	bytesDsc  *prometheus.Desc
+	totalDsc  *prometheus.Desc
+	partsDsc  *prometheus.Desc
+	roomsDsc  *prometheus.Desc
 }
 
 func newMetrics(f *Focus) *metrics {
@@ -44,6 +49,11 @@ func newMetrics(f *Focus) *metrics {
 		totalDsc: prometheus.NewDesc("punchline_conference_media_bytes_all_total",
 			"Media bytes the conference focus carried for all rooms (bridge and forwarder), by direction.",
 			[]string{"direction"}, nil),
+		relayDsc: prometheus.NewDesc("punchline_conference_relay_bytes_total",
+			"Bytes the TURN relay carried for a room's members while they were in it (needs the relay's per-user counters).",
+			[]string{"room"}, nil),
+		relayAll: prometheus.NewDesc("punchline_conference_relay_bytes_all_total",
+			"Bytes the TURN relay carried for members of any room while they were in it.", nil, nil),
 		partsDsc: prometheus.NewDesc("punchline_conference_participants",
 			"Participants in a room, by kind (mesh or bridge).", []string{"room", "kind"}, nil),
 		roomsDsc: prometheus.NewDesc("punchline_conference_rooms", "Rooms with participants.", nil, nil),
@@ -66,6 +76,7 @@ func (m *metrics) room(name string) *roomCounter {
 				old := m.rooms[r]
 				m.goneIn += old.in.Load()
 				m.goneOut += old.out.Load()
+				m.goneRelay += old.relay.Load()
 				delete(m.rooms, r)
 				m.order = append(m.order[:i], m.order[i+1:]...)
 				break
@@ -92,19 +103,25 @@ func (f *Focus) Bytes(room string) uint64 {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.bytesDsc
 	ch <- m.totalDsc
+	ch <- m.relayDsc
+	ch <- m.relayAll
 	ch <- m.partsDsc
 	ch <- m.roomsDsc
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	in, out := m.goneIn, m.goneOut
+	in, out, relay := m.goneIn, m.goneOut, m.goneRelay
 	for name, c := range m.rooms {
-		ci, co := c.in.Load(), c.out.Load()
+		ci, co, cr := c.in.Load(), c.out.Load(), c.relay.Load()
 		in += ci
 		out += co
+		relay += cr
 		ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, float64(ci), name, "in")
 		ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, float64(co), name, "out")
+		if m.f.cfg.RelayBytes != nil {
+			ch <- prometheus.MustNewConstMetric(m.relayDsc, prometheus.CounterValue, float64(cr), name)
+		}
 	}
 	rooms := m.f.roster.Rooms()
 	for _, r := range rooms {
@@ -112,9 +129,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if m.rooms[r] == nil {
 			ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, 0, r, "in")
 			ch <- prometheus.MustNewConstMetric(m.bytesDsc, prometheus.CounterValue, 0, r, "out")
+			if m.f.cfg.RelayBytes != nil {
+				ch <- prometheus.MustNewConstMetric(m.relayDsc, prometheus.CounterValue, 0, r)
+			}
 		}
 	}
 	m.mu.Unlock()
+	if m.f.cfg.RelayBytes != nil {
+		ch <- prometheus.MustNewConstMetric(m.relayAll, prometheus.CounterValue, float64(relay))
+	}
 	ch <- prometheus.MustNewConstMetric(m.totalDsc, prometheus.CounterValue, float64(in), "in")
 	ch <- prometheus.MustNewConstMetric(m.totalDsc, prometheus.CounterValue, float64(out), "out")
 	ch <- prometheus.MustNewConstMetric(m.roomsDsc, prometheus.GaugeValue, float64(len(rooms)))
