@@ -136,10 +136,10 @@ type Description struct {
 func (d *Description) HasICE() bool { return d.Ufrag != "" && d.Pwd != "" }
 
 // Restarts reports whether d, a new offer in the same dialog, restarts
-// ICE relative to prev, the peer's previous description: new ice-ufrag or
-// ice-pwd (RFC 8445 §9, RFC 8839). A re-INVITE that only updates the default
-// candidate after ICE completed (pjsip and linphone send one) keeps the
-// credentials and is not a restart: the session carries on.
+// ICE relative to prev, the peer's previous description: new ice-ufrag
+// or ice-pwd (RFC 8445 §9, RFC 8839). A re-INVITE that only updates the
+// default candidate after ICE completed (pjsip and linphone send one)
+// keeps the credentials and is not a restart: the session carries on.
 func (d *Description) Restarts(prev *Description) bool {
 	if prev == nil || !d.HasICE() || !prev.HasICE() {
 		return false

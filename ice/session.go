@@ -441,9 +441,9 @@ func (s *Session) OnStateChange(f func(State)) {
 	s.mu.Unlock()
 }
 
-// Restart begins an ICE restart (RFC 8445 §9, signalled as RFC 8839 describes): new
-// local credentials, every candidate and pair dropped, candidates
-// gathered again. It returns the new Local for the re-INVITE's SDP; the
+// Restart begins an ICE restart (RFC 8445 §9; in SDP, new ice-ufrag and
+// ice-pwd, RFC 8839): new local credentials, every candidate and pair
+// dropped, candidates gathered again. It returns the new Local for the re-INVITE's SDP; the
 // caller then passes the peer's new credentials and candidates to
 // SetRemote, and checks resume on the connection Connect returned, which
 // stays valid. Roles are kept.
