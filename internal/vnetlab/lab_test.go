@@ -2,6 +2,7 @@ package vnetlab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -226,4 +227,27 @@ func testSilence(t *testing.T, keepalive time.Duration, survives bool) {
 	if after, err := call.Caller.Route(); err != nil || after != before {
 		t.Fatalf("route changed during silence: %+v -> %+v (%v)", before, after, err)
 	}
+}
+
+func TestNewRejectsBadLayouts(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Sites: []Site{{Name: "big", NAT: FullCone, Hosts: 51}}},
+	} {
+		if l, err := New(cfg); !errors.Is(err, ErrLab) {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("New(%+v) = %v, want ErrLab", cfg, err)
+		}
+	}
+	l, err := New(Config{Sites: []Site{{Name: "a", NAT: Symmetric}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Host("a") == nil || l.Host("nobody") != nil || l.Relay() == nil {
+		t.Error("Host/Relay lookups wrong")
+	}
+	l.Close()
+	l.Close() // idempotent
 }
