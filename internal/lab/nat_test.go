@@ -137,3 +137,68 @@ func TestSweepKeepsLiveLabs(t *testing.T) {
 		t.Fatalf("sweep deleted the live namespace %s", l.Public.NS)
 	}
 }
+
+// TestSweepDeletesWhatADeadRunLeft plants a namespace named as if a test
+// process that no longer exists had built it, and expects Sweep to remove
+// it: what a killed run leaves behind is gone at the next start.
+func TestSweepDeletesWhatADeadRunLeft(t *testing.T) {
+	// Not parallel: another test's sweep must not take the planted
+	// namespace away first.
+	requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Above the kernel's largest possible pid (2^22), so never alive.
+	stale := namePrefix + "9999999-dead-pub"
+	if _, err := run(ctx, "ip", "netns", "add", stale); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run(context.Background(), "ip", "netns", "delete", stale) }) //nolint:errcheck // gone already if the test passed.
+	gone, err := Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := listNamespaces(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n == stale {
+			t.Fatalf("Sweep deleted %v but left the stale %s", gone, stale)
+		}
+	}
+}
+
+// TestRulesetsFollowTheRecipes checks the rendered nftables rules without
+// root: the mechanism behind each NAT type, and the input-chain drop every
+// router needs (see the package comment).
+func TestRulesetsFollowTheRecipes(t *testing.T) {
+	inner := netip.MustParseAddr("10.0.1.2")
+	for _, tc := range []struct {
+		nat     NATType
+		want    []string
+		notWant []string
+	}{
+		{FullCone, []string{"masquerade\n", `meta l4proto udp dnat to 10.0.1.2`}, []string{"fully-random", "@peers"}},
+		{RestrictedCone, []string{"masquerade\n", "update @peers { ip daddr . udp sport }", "ip saddr . udp dport @peers dnat to 10.0.1.2"}, []string{"fully-random"}},
+		{PortRestrictedCone, []string{"masquerade\n"}, []string{"dnat", "fully-random"}},
+		{Symmetric, []string{"masquerade fully-random"}, []string{"dnat"}},
+	} {
+		rs := ruleset(rulesetParams{nat: tc.nat, inner: inner})
+		for _, w := range append(tc.want, `iifname "wan0" ct state new drop`) {
+			if !strings.Contains(rs, w) {
+				t.Errorf("%s ruleset lacks %q:\n%s", tc.nat, w, rs)
+			}
+		}
+		for _, w := range tc.notWant {
+			if strings.Contains(rs, w) {
+				t.Errorf("%s ruleset has %q:\n%s", tc.nat, w, rs)
+			}
+		}
+	}
+	fw := ruleset(rulesetParams{tcpOnlyTo: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:3478")}})
+	for _, w := range []string{`ip daddr 203.0.113.1 tcp dport 3478 accept`, `iifname "lan0" drop`} {
+		if !strings.Contains(fw, w) {
+			t.Errorf("firewall ruleset lacks %q:\n%s", w, fw)
+		}
+	}
+}
