@@ -19,13 +19,16 @@
 # punchline runs with its default per-allocation bandwidth cap (4 MB/s
 # each way); its drop counter is printed so a capped run would show.
 #
+# With --parallel P, P uclient processes run at once (each with the -m
+# clients), to push the servers harder than one uclient process can.
+#
 # Usage: bench/turn.sh [--rounds N] [--clients M] [--messages N]
-#                      [--length L] [--bin PATH]
+#                      [--length L] [--parallel P] [--bin PATH]
 # Needs coturn (turnserver, turnutils_uclient, turnutils_peer), python3.
 # Output ends with machine-readable lines:
-#   RESULT punchline pps=P cpu_s=C lost=L
-#   RESULT coturn pps=P cpu_s=C lost=L
-#   RESULT ratio punchline/coturn pps=X cpu=Y
+#   RESULT punchline pps=P cpu_s=C cpu_us_per_pkt=U lost=L
+#   RESULT coturn pps=P cpu_s=C cpu_us_per_pkt=U lost=L
+#   RESULT ratio punchline/coturn pps=X cpu_per_pkt=Y
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +36,7 @@ rounds=3
 clients=20
 messages=5000
 length=172
+parallel=1
 bin=""
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -40,8 +44,9 @@ while [ $# -gt 0 ]; do
 	--clients) clients=$2; shift ;;
 	--messages) messages=$2; shift ;;
 	--length) length=$2; shift ;;
+	--parallel) parallel=$2; shift ;;
 	--bin) bin=$2; shift ;;
-	-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,32p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -57,7 +62,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
+# KEEP=1 keeps the work directory (logs, configs) for inspection.
+[ -n "${KEEP:-}" ] && trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "kept $work" >&2' EXIT
 
 # freeport prints a port free for both UDP and TCP on 127.0.0.1.
 freeport() {
@@ -92,6 +98,8 @@ if [ -z "$bin" ]; then
 	(cd "$here" && go build -o "$bin" ./cmd/punchline)
 fi
 
+# One account per uclient process: -m 20 clients make 40 allocations
+# (RTP and RTCP), inside punchline's default quota of 64 per user.
 user=bench
 pass=benchpw
 realm=punchline
@@ -105,7 +113,9 @@ wait_bound "$peer_port"
 # punchline serve, relay only.
 pl_port=$(freeport)
 pl_http=$(freeport)
-"$bin" user add "$user" --password "$pass" --realm "$realm" --data "$work/data" >/dev/null
+for i in $(seq "$parallel"); do
+	"$bin" user add "$user$i" --password "$pass" --realm "$realm" --data "$work/data" >/dev/null
+done
 "$bin" serve --data "$work/data" --realm "$realm" --sip "" --http "127.0.0.1:$pl_http" \
 	--turn "udp:127.0.0.1:$pl_port" --turn-allow-peer 127.0.0.0/8 --log-level warn \
 	>"$work/punchline.log" 2>&1 &
@@ -122,7 +132,7 @@ relay-ip=127.0.0.1
 realm=$realm
 lt-cred-mech
 fingerprint
-user=$user:$pass
+$(for i in $(seq "$parallel"); do echo "user=$user$i:$pass"; done)
 allow-loopback-peers
 no-tls
 no-dtls
@@ -146,33 +156,42 @@ wait_bound "$ct_port"
 # to $work/res_NAME.
 run() {
 	local name=$1 pid=$2 port=$3
-	local c0 t0 t1 c1 out sent recv lost
+	local c0 t0 t1 c1 sent=0 recv=0 lost=0 i s r l
+	local -a load=()
 	c0=$(cpu_ticks "$pid")
 	t0=$(date +%s.%N)
-	out=$(timeout 300 turnutils_uclient -u "$user" -w "$pass" -e 127.0.0.1 -r "$peer_port" \
-		-p "$port" -m "$clients" -n "$messages" -l "$length" -z 0 127.0.0.1 2>&1) || true
+	for i in $(seq "$parallel"); do
+		timeout 300 turnutils_uclient -u "$user$i" -w "$pass" -e 127.0.0.1 -r "$peer_port" \
+			-p "$port" -m "$clients" -n "$messages" -l "$length" -z 0 127.0.0.1 >"$work/out.$i" 2>&1 &
+		load+=($!)
+	done
+	for i in "${load[@]}"; do wait "$i" || true; done
 	t1=$(date +%s.%N)
 	c1=$(cpu_ticks "$pid")
-	sent=$(grep -o 'tot_send_msgs=[0-9]*' <<<"$out" | tail -1 | cut -d= -f2)
-	recv=$(grep -o 'tot_recv_msgs=[0-9]*' <<<"$out" | tail -1 | cut -d= -f2)
-	lost=$(grep -o 'Total lost packets [0-9]*' <<<"$out" | tail -1 | awk '{print $4}')
-	if [ -z "$sent" ] || [ -z "$recv" ]; then
-		echo "$name: turnutils_uclient failed:" >&2
-		tail -5 <<<"$out" >&2
-		exit 1
-	fi
-	python3 - "$sent" "$recv" "$t0" "$t1" "$c0" "$c1" "$hz" "${lost:-0}" >>"$work/res_$name" <<'PY'
+	for i in $(seq "$parallel"); do
+		s=$(grep -o 'tot_send_msgs=[0-9]*' "$work/out.$i" | tail -1 | cut -d= -f2)
+		r=$(grep -o 'tot_recv_msgs=[0-9]*' "$work/out.$i" | tail -1 | cut -d= -f2)
+		l=$(grep -o 'Total lost packets [0-9]*' "$work/out.$i" | tail -1 | awk '{print $4}')
+		if [ -z "$s" ] || [ -z "$r" ]; then
+			echo "$name: turnutils_uclient failed:" >&2
+			tail -5 "$work/out.$i" >&2
+			exit 1
+		fi
+		sent=$((sent + s))
+		recv=$((recv + r))
+		lost=$((lost + ${l:-0}))
+	done
+	python3 - "$sent" "$recv" "$t0" "$t1" "$c0" "$c1" "$hz" "$lost" >>"$work/res_$name" <<'PY'
 import sys
 sent, recv, t0, t1, c0, c1, hz, lost = sys.argv[1:]
 wall = float(t1) - float(t0)
 print(f"{(int(sent) + int(recv)) / wall:.0f} {(int(c1) - int(c0)) / int(hz):.2f} {lost} {wall:.2f} {sent} {recv}")
 PY
-	printf '%-9s sent %s received %s lost %s in %ss: %s pps, server cpu %ss\n' "$name" "$sent" "$recv" \
-		"${lost:-0}" "$(tail -1 "$work/res_$name" | cut -d' ' -f4)" "$(tail -1 "$work/res_$name" | cut -d' ' -f1)" \
-		"$(tail -1 "$work/res_$name" | cut -d' ' -f2)"
+	read -r pps cpu _ wall _ _ < <(tail -1 "$work/res_$name")
+	printf '%-9s sent %s received %s lost %s in %ss: %s pps, server cpu %ss\n' "$name" "$sent" "$recv" "$lost" "$wall" "$pps" "$cpu"
 }
 
-echo "load: turnutils_uclient -m $clients -n $messages -l $length -z 0, $rounds rounds alternating"
+echo "load: $parallel x turnutils_uclient -m $clients -n $messages -l $length -z 0, $rounds rounds alternating"
 echo "cpus: $(nproc); punchline $pl_port (pid $pl_pid), coturn $ct_port (pid $ct_pid) $(turnserver --version 2>/dev/null | head -1 || true)"
 for r in $(seq "$rounds"); do
 	run punchline "$pl_pid" "$pl_port"
@@ -181,16 +200,19 @@ done
 
 dropped=$(curl -s "http://127.0.0.1:$pl_http/metrics" 2>/dev/null | awk '/^punchline_turn_bandwidth_dropped_packets_total/ {s += $2} END {print s + 0}')
 echo "punchline bandwidth-cap drops during the runs: $dropped"
+curl -s "http://127.0.0.1:$pl_http/metrics" 2>/dev/null | grep '^punchline_turn_relayed_packets_total' || true
 
 python3 - "$work/res_punchline" "$work/res_coturn" <<'PY'
 import statistics, sys
 def load(path):
     rows = [line.split() for line in open(path)]
-    return (statistics.median(float(r[0]) for r in rows),
-            statistics.median(float(r[1]) for r in rows),
-            sum(int(r[2]) for r in rows))
+    pps = statistics.median(float(r[0]) for r in rows)
+    cpu = statistics.median(float(r[1]) for r in rows)
+    # CPU per relayed packet, median over runs.
+    per = statistics.median(float(r[1]) * 1e6 / (int(r[4]) + int(r[5])) for r in rows)
+    return pps, cpu, per, sum(int(r[2]) for r in rows)
 pl, ct = load(sys.argv[1]), load(sys.argv[2])
-print(f"RESULT punchline pps={pl[0]:.0f} cpu_s={pl[1]:.2f} lost={pl[2]}")
-print(f"RESULT coturn pps={ct[0]:.0f} cpu_s={ct[1]:.2f} lost={ct[2]}")
-print(f"RESULT ratio punchline/coturn pps={pl[0] / ct[0]:.2f} cpu={pl[1] / ct[1] if ct[1] else float('nan'):.2f}")
+for name, v in (("punchline", pl), ("coturn", ct)):
+    print(f"RESULT {name} pps={v[0]:.0f} cpu_s={v[1]:.2f} cpu_us_per_pkt={v[2]:.2f} lost={v[3]}")
+print(f"RESULT ratio punchline/coturn pps={pl[0] / ct[0]:.2f} cpu_per_pkt={pl[2] / ct[2] if ct[2] else float('nan'):.2f}")
 PY

@@ -93,7 +93,15 @@ type relayConn struct {
 	closeErr  error
 }
 
+// relayBuffer is the receive buffer asked for on relay sockets: a peer's
+// burst must wait there while the allocation's read loop is off the CPU.
+// It costs memory only while datagrams are queued.
+const relayBuffer = 1 << 20
+
 func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *relayConn {
+	if c, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+		c.SetReadBuffer(relayBuffer) //nolint:errcheck // best effort; the kernel caps it.
+	}
 	c := &relayConn{PacketConn: pc, s: s, user: user, key: addr.String()}
 	if bw := s.cfg.BandwidthPerAllocation; bw > 0 {
 		// The burst is 200 ms worth, and never less than two full-size

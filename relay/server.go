@@ -254,7 +254,7 @@ func (s *Server) packetConfigs(socks []net.PacketConn) ([]turn.PacketConnConfig,
 	var out []turn.PacketConnConfig
 	for _, pc := range socks {
 		out = append(out, turn.PacketConnConfig{
-			PacketConn:            &listenConn{PacketConn: pc, s: s},
+			PacketConn:            newListenConn(pc, s),
 			RelayAddressGenerator: gen,
 			PermissionHandler:     s.permissionHandler,
 		})
