@@ -80,6 +80,74 @@ func benchRelay(b *testing.B, window, size int) {
 	}
 }
 
+// BenchmarkRelayManyClients runs 20 clients at once, each with its own
+// allocation and a window of 8 datagrams in flight: the shape of
+// turnutils_uclient -m 20 load, for profiling the server under it.
+func BenchmarkRelayManyClients(b *testing.B) {
+	const clients, window, size = 20, 8, 172
+	r := startRelay(b, func(c *Config) { c.BandwidthPerAllocation = -1 })
+	peer := newPeer(b)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := peer.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			peer.WriteTo(buf[:n], from)
+		}
+	}()
+	defer func() { peer.Close(); <-done }()
+	cs := make([]*rawClient, clients)
+	for i := range cs {
+		cs[i] = newRawClient(b, r.udp, "alice", testRealm, "alice-pw")
+		if _, _, err := cs[i].allocate(); err != nil {
+			b.Fatal(err)
+		}
+		if err := cs[i].channelBind(0x4000, peer.LocalAddr()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	frame := make([]byte, 4+size)
+	binary.BigEndian.PutUint16(frame[0:2], 0x4000)
+	binary.BigEndian.PutUint16(frame[2:4], size)
+	per := b.N/clients + 1
+	received := make(chan int, clients)
+	b.ResetTimer()
+	start := time.Now()
+	for _, c := range cs {
+		go func() {
+			buf := make([]byte, 2048)
+			got := 0
+			for sent := 0; sent < per; {
+				burst := min(window, per-sent)
+				for range burst {
+					c.conn.WriteTo(frame, c.server)
+				}
+				sent += burst
+				for k := 0; k < burst; k++ {
+					c.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					if _, _, err := c.conn.ReadFrom(buf); err != nil {
+						break
+					}
+					got++
+				}
+			}
+			received <- got
+		}()
+	}
+	total := 0
+	for range cs {
+		total += <-received
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(2*total)/elapsed.Seconds(), "relayed_pps")
+	b.ReportMetric(float64(clients*per-total), "lost")
+}
+
 func BenchmarkInspectChannelData(b *testing.B) {
 	in := testInspector(true)
 	frame := make([]byte, 176)

@@ -483,3 +483,27 @@ func TestCloseIsIdempotent(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+func TestPublicIPAndRelayPortRange(t *testing.T) {
+	r := startRelay(t, func(c *Config) {
+		c.PublicIP = netip.MustParseAddr("203.0.113.77")
+		c.RelayPortMin, c.RelayPortMax = 45000, 45100
+	})
+	for range 3 {
+		c := newRawClient(t, r.udp, "alice", testRealm, "alice-pw")
+		relayed, res, err := c.allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !relayed.IP.Equal(net.ParseIP("203.0.113.77")) {
+			t.Errorf("relayed address %v, want the public IP", relayed)
+		}
+		if relayed.Port < 45000 || relayed.Port > 45100 {
+			t.Errorf("relayed port %d outside 45000-45100", relayed.Port)
+		}
+		var mapped stun.XORMappedAddress
+		if err := mapped.GetFrom(res); err != nil || !mapped.IP.Equal(net.IPv4(127, 0, 0, 1)) {
+			t.Errorf("XOR-MAPPED-ADDRESS %v (%v), want the client's loopback address", mapped, err)
+		}
+	}
+}
