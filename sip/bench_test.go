@@ -181,3 +181,22 @@ func sippStats(t testing.TB, path string) map[string]float64 {
 	out["elapsed"] = epoch(last[2]) - epoch(last[0])
 	return out
 }
+
+func TestReplyCacheExpires(t *testing.T) {
+	c := newReplyCache()
+	t0 := time.Now()
+	for i := range 5000 {
+		c.put(strconv.Itoa(i), []byte("x"), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	// Keys stored more than replyLinger before the last put are gone.
+	c.put("last", []byte("y"), t0.Add(replyLinger+2500*time.Millisecond))
+	if _, ok := c.get("0"); ok {
+		t.Fatal("expired reply still cached")
+	}
+	if b, ok := c.get("4999"); !ok || string(b) != "x" {
+		t.Fatal("fresh reply missing")
+	}
+	if len(c.m) > 5000 || len(c.order)-c.head != len(c.m) {
+		t.Fatalf("map %d, order %d from %d", len(c.m), len(c.order), c.head)
+	}
+}

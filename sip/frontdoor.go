@@ -65,12 +65,33 @@ func (f *frontDoor) admit(data []byte, addr net.Addr) bool {
 		}
 		return false
 	}
-	if _, err := f.parser.ParseSIP(data); err != nil {
+	if bytes.HasPrefix(data, []byte("REGISTER ")) {
+		// REGISTERs are parsed and answered by the registrar workers, so
+		// this read loop (one per socket) only copies and hands over.
+		// When the workers are this far behind, drop: the client
+		// retransmits, as it would after a loss in the kernel's queue.
+		select {
+		case f.s.regQueue <- regJob{fd: f, data: append([]byte(nil), data...), addr: addr}:
+		default:
+			f.s.metrics.overload.Inc()
+		}
+		return false
+	}
+	// sipgo's parser keeps slices of its input; the read buffer is reused
+	// for the next datagram, so parse a copy.
+	msg, err := f.parser.ParseSIP(append([]byte(nil), data...))
+	if err != nil {
 		f.s.metrics.malformed.Inc()
 		f.s.log.Debug("unparseable message", "from", addr.String(), "err", err)
 		if isRequest {
 			f.rawReply(data, addr, 400, "Bad Request", err.Error(), "")
 		}
+		return false
+	}
+	if req, ok := msg.(*siplib.Request); ok && req.Method == siplib.REGISTER {
+		// A REGISTER with leading whitespace or a lower-case method
+		// token: rare, handle it here.
+		f.registerStateless(req, addr)
 		return false
 	}
 	return true

@@ -11,6 +11,7 @@ type serverMetrics struct {
 	rateLimited   prometheus.Counter
 	malformed     prometheus.Counter
 	stun          prometheus.Counter
+	overload      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetrics, error) {
@@ -39,13 +40,17 @@ func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetr
 			Name: "punchline_sip_malformed_total",
 			Help: "Messages refused as malformed or oversize.",
 		}),
+		overload: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "punchline_sip_overload_drops_total",
+			Help: "REGISTERs dropped because the registrar workers were too far behind.",
+		}),
 		stun: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "punchline_sip_stun_keepalives_total",
 			Help: "STUN binding requests answered on SIP UDP sockets (RFC 5626 keepalives).",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun} {
+		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun, m.overload} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

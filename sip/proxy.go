@@ -435,10 +435,7 @@ func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targe
 	}) {
 		return
 	}
-	caller := Flow{Transport: strings.ToLower(req.Transport()), Source: req.MessageData.Source()}
-	if st, ok := tx.(*siplib.ServerTx); ok && st.Connection() != nil {
-		caller.Local = st.Connection().LocalAddr().String()
-	}
+	caller := s.flowOf(req, tx)
 	recordRoute := initial && (isInvite || req.Method == siplib.SUBSCRIBE || req.Method == siplib.REFER)
 
 	events := make(chan branchEvent, 4*len(targets)+4)

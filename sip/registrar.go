@@ -285,8 +285,13 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 // flowOf records how a request reached us.
 func (s *Server) flowOf(req *siplib.Request, tx siplib.ServerTransaction) Flow {
 	f := Flow{Transport: strings.ToLower(req.Transport()), Source: req.MessageData.Source()}
-	if st, ok := tx.(*siplib.ServerTx); ok && st.Connection() != nil {
-		f.Local = st.Connection().LocalAddr().String()
+	switch st := tx.(type) {
+	case *siplib.ServerTx:
+		if st.Connection() != nil {
+			f.Local = st.Connection().LocalAddr().String()
+		}
+	case *statelessTx:
+		f.Local = st.fd.LocalAddr().String()
 	}
 	return f
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,11 @@ type Server struct {
 	nonces  *nonceKeeper
 	limit   *limiter
 	users   *userCache
+	replies *replyCache
+	// regQueue feeds the registrar workers (see frontDoor.admit).
+	regQueue chan regJob
+	// registerFn is wrap(handleRegister), built once.
+	registerFn sipgo.RequestHandler
 	metrics *serverMetrics
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
@@ -56,6 +62,10 @@ type Server struct {
 // absorbs retransmissions (see New).
 const nonInviteLinger = 5 * time.Second
 
+// udpSocketBuffer is the receive and send buffer asked for on UDP
+// listeners.
+const udpSocketBuffer = 4 << 20
+
 type hostPort struct {
 	host string
 	port int
@@ -78,6 +88,8 @@ func New(cfg Config) (*Server, error) {
 		loc:      newLocation(),
 		limit:    newLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
 		users:    newUserCache(cfg.Store),
+		replies:  newReplyCache(),
+		regQueue: make(chan regJob, regQueueLen),
 		local:    make(map[string]hostPort),
 		udpLocal: make(map[string]siplib.Addr),
 	}
@@ -141,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
 	s.ua, s.srv = ua, srv
+	s.registerFn = s.wrap(s.handleRegister)
 	s.txl, s.tpl = ua.TransactionLayer(), ua.TransportLayer()
 	// sipgo dispatches by method with a fallback for unregistered ones;
 	// every method the proxy relays goes through handleRequest.
@@ -155,11 +168,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// register is the complete REGISTER handler chain (also called by the
+// front door for UDP).
+func (s *Server) register(req *siplib.Request, tx siplib.ServerTransaction) {
+	s.registerFn(req, tx)
+}
+
 // handlerFor returns the complete handler chain for a method.
 func (s *Server) handlerFor(m siplib.RequestMethod) sipgo.RequestHandler {
 	switch m {
 	case siplib.REGISTER:
-		return s.wrap(s.handleRegister)
+		return s.register
 	case siplib.ACK:
 		return s.wrap(s.handleAck)
 	case siplib.CANCEL:
@@ -201,6 +220,14 @@ func (s *Server) Start(ctx context.Context) error {
 				if pc, err = net.ListenPacket("udp", l.Addr); err != nil {
 					return fail(fmt.Errorf("sip: listen udp %s: %w", l.Addr, err))
 				}
+				// One socket carries every UDP client: give it deep
+				// buffers (as Kamailio does) so that bursts, and a
+				// receiver that reads slowly, do not stall or drop. The
+				// kernel caps these at net.core.[rw]mem_max.
+				if uc, ok := pc.(*net.UDPConn); ok {
+					uc.SetReadBuffer(udpSocketBuffer)  //nolint:errcheck // best effort.
+					uc.SetWriteBuffer(udpSocketBuffer) //nolint:errcheck // best effort.
+				}
 			}
 			s.closers = append(s.closers, pc.Close)
 			s.record(tr, pc.LocalAddr())
@@ -241,6 +268,15 @@ func (s *Server) Start(ctx context.Context) error {
 			if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				s.log.Debug("listener stopped", "err", err)
 			}
+		}()
+	}
+	// Registrar workers: one per CPU the runtime may use, plus one so
+	// that a worker blocked on a full socket buffer does not idle a CPU.
+	for range runtime.GOMAXPROCS(0) + 1 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.registrarWorker(ctx)
 		}()
 	}
 	s.wg.Add(2)

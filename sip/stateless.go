@@ -1,0 +1,193 @@
+package sip
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	siplib "github.com/emiago/sipgo/sip"
+)
+
+// The registrar answers REGISTERs over UDP statelessly, straight from the
+// front door, the way Kamailio's registrar does (sl replies after
+// t_check_trans): REGISTER needs no transaction machinery beyond
+// absorbing retransmissions, which replyCache does by resending the
+// stored final response. This keeps sipgo's per-transaction goroutines,
+// timers and retained messages off the registrar's hot path, which at
+// thousands of registrations per second is most of the cost.
+
+// replyLinger is how long a final response is kept for retransmitted
+// requests: RFC 3261 Timer J is 32 s, but retransmissions of a request
+// come T1-doubling apart and nearly all within the first few seconds;
+// Kamailio keeps transactions 5 s (wt_timer).
+const replyLinger = 5 * time.Second
+
+// replyCache maps a request's transaction key to the final response sent.
+type replyCache struct {
+	mu sync.Mutex
+	// m, order and head are guarded by mu; order[head:] lists the live
+	// keys oldest first.
+	m     map[string][]byte
+	order []cachedKey
+	head  int
+}
+
+type cachedKey struct {
+	key string
+	at  time.Time
+}
+
+func newReplyCache() *replyCache { return &replyCache{m: make(map[string][]byte)} }
+
+func (c *replyCache) get(key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[key]
+	return b, ok
+}
+
+func (c *replyCache) put(key string, b []byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok {
+		c.order = append(c.order, cachedKey{key, now})
+	}
+	c.m[key] = b
+	// Expire from the front while we hold the lock; compact the slice
+	// only when the expired head is most of it, so each put is amortised
+	// O(1).
+	for c.head < len(c.order) && now.Sub(c.order[c.head].at) > replyLinger {
+		delete(c.m, c.order[c.head].key)
+		c.order[c.head] = cachedKey{}
+		c.head++
+	}
+	if c.head > 1024 && c.head > len(c.order)/2 {
+		c.order = append(c.order[:0], c.order[c.head:]...)
+		c.head = 0
+	}
+}
+
+// txKey is the RFC 3261 §17.2.3 matching key of a request: branch,
+// sent-by and method; "" when the branch is not RFC 3261 style (then
+// there is no reliable way to recognise a retransmission).
+func txKey(req *siplib.Request) string {
+	via := req.Via()
+	if via == nil {
+		return ""
+	}
+	br, _ := via.Params.Get("branch")
+	if !strings.HasPrefix(br, siplib.RFC3261BranchMagicCookie) || len(br) <= len(siplib.RFC3261BranchMagicCookie) {
+		return ""
+	}
+	return br + "|" + via.Host + "|" + strconv.Itoa(via.Port) + "|" + string(req.Method)
+}
+
+// statelessTx is the ServerTransaction handed to the registrar for a UDP
+// REGISTER taken by the front door: responses are written directly to
+// the request's source (RFC 3581: the source port when rport was asked
+// for, else the Via port) and the final one is cached for
+// retransmissions.
+type statelessTx struct {
+	fd   *frontDoor
+	key  string
+	dest net.Addr
+	done chan struct{}
+	once sync.Once
+}
+
+func (t *statelessTx) Respond(res *siplib.Response) error {
+	b := []byte(res.String())
+	if _, err := t.fd.PacketConn.WriteTo(b, t.dest); err != nil {
+		return err
+	}
+	if !res.IsProvisional() {
+		if t.key != "" {
+			t.fd.s.replies.put(t.key, b, time.Now())
+		}
+		t.Terminate()
+	}
+	return nil
+}
+
+func (t *statelessTx) Terminate()                            { t.once.Do(func() { close(t.done) }) }
+func (t *statelessTx) OnTerminate(siplib.FnTxTerminate) bool { return false }
+func (t *statelessTx) Done() <-chan struct{}                 { return t.done }
+func (t *statelessTx) Err() error                            { return nil }
+func (t *statelessTx) Acks() <-chan *siplib.Request          { return nil }
+func (t *statelessTx) OnCancel(siplib.FnTxCancel) bool       { return false }
+
+// responseAddr is where a response to a UDP request from src goes.
+func responseAddr(req *siplib.Request, src *net.UDPAddr) net.Addr {
+	via := req.Via()
+	if via == nil {
+		return src
+	}
+	if _, ok := via.Params.Get("rport"); ok {
+		return src
+	}
+	port := via.Port
+	if port == 0 {
+		port = 5060
+	}
+	return &net.UDPAddr{IP: src.IP, Port: port, Zone: src.Zone}
+}
+
+// registerStateless runs the registrar for a parsed UDP REGISTER.
+func (f *frontDoor) registerStateless(req *siplib.Request, addr net.Addr) {
+	key := txKey(req)
+	if key != "" {
+		if b, ok := f.s.replies.get(key); ok {
+			f.PacketConn.WriteTo(b, addr) //nolint:errcheck // a retransmission; the client retries.
+			return
+		}
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	req.SetSource(addr.String())
+	req.SetTransport("UDP")
+	tx := &statelessTx{fd: f, key: key, dest: responseAddr(req, ua), done: make(chan struct{})}
+	if req.Via() == nil || req.CSeq() == nil {
+		f.s.metrics.malformed.Inc()
+		f.s.reply(req, tx, 400, "Bad Request", "missing Via or CSeq")
+		return
+	}
+	f.s.register(req, tx)
+}
+
+// regJob is one UDP REGISTER waiting for a registrar worker.
+type regJob struct {
+	fd   *frontDoor
+	data []byte
+	addr net.Addr
+}
+
+// regQueueLen bounds the REGISTERs waiting for a worker: at 10,000/s it
+// is about half a second of work, beyond which answers would come too late
+// to stop the client's retransmissions anyway.
+const regQueueLen = 4096
+
+// registrarWorker parses and answers queued REGISTERs until ctx is done.
+func (s *Server) registrarWorker(ctx context.Context) {
+	parser := siplib.NewParser()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.regQueue:
+			msg, err := parser.ParseSIP(j.data)
+			if err != nil {
+				s.metrics.malformed.Inc()
+				j.fd.rawReply(j.data, j.addr, 400, "Bad Request", err.Error(), "")
+				continue
+			}
+			if req, ok := msg.(*siplib.Request); ok {
+				j.fd.registerStateless(req, j.addr)
+			}
+		}
+	}
+}
