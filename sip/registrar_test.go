@@ -120,6 +120,11 @@ Max-Forwards: 70
 	if res := reg("z9hG4bK-22", auth); res.StatusCode != 200 {
 		t.Fatalf("first use: %d", res.StatusCode)
 	}
+	// A retransmission (same branch) gets the same answer again, not a
+	// replay refusal.
+	if res := reg("z9hG4bK-22", auth); res.StatusCode != 200 {
+		t.Fatalf("retransmission: got %d, want the cached 200", res.StatusCode)
+	}
 	// The same nonce count again (a captured request replayed in a new
 	// transaction) must be refused.
 	res = reg("z9hG4bK-333", auth)
