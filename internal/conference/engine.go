@@ -124,10 +124,12 @@ func (l *leg) close() {
 
 // serverLeg is our plain RTP stream with the server's media port.
 type serverLeg struct {
-	addr   string
-	raddr  *net.UDPAddr
-	pc     net.PacketConn
-	stream *media.Stream
+	// keepalive is our token packet (focus.MediaKeepalive).
+	keepalive []byte
+	addr      string
+	raddr     *net.UDPAddr
+	pc        net.PacketConn
+	stream    *media.Stream
 }
 
 func (s *serverLeg) close() {
@@ -725,8 +727,9 @@ func (e *Engine) openServer(addr string) error {
 	}
 	// Tell the port where we are before anything else: it forwards to us
 	// only once it has heard from us.
-	pc.WriteTo(focus.Keepalive, raddr) //nolint:errcheck // repeated every second.
-	s := &serverLeg{addr: addr, raddr: raddr, pc: pc, stream: st}
+	ka := focus.MediaKeepalive(e.sub.MediaToken())
+	pc.WriteTo(ka, raddr) //nolint:errcheck // repeated every second.
+	s := &serverLeg{addr: addr, raddr: raddr, pc: pc, stream: st, keepalive: ka}
 	e.mu.Lock()
 	if e.closed || e.server != nil {
 		e.mu.Unlock()
@@ -809,8 +812,12 @@ func (e *Engine) mediaLoop() {
 					e.pktsSent.Add(1)
 					e.serverBytes.Add(uint64(len(payload) + 12))
 				}
-			} else if tick%50 == 0 {
-				if n, err := srv.pc.WriteTo(focus.Keepalive, srv.raddr); err == nil {
+			}
+			// Every second, even while RTP flows: the port takes RTP only
+			// from where the token last came from, so a NAT rebinding is
+			// followed within a second.
+			if tick%50 == 0 {
+				if n, err := srv.pc.WriteTo(srv.keepalive, srv.raddr); err == nil {
 					e.serverBytes.Add(uint64(n))
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,7 @@ type Subscriber struct {
 	cseq      uint32
 	granted   time.Duration
 	latest    *focus.ConferenceInfo
+	token     string
 	updates   chan struct{}
 	closeOnce sync.Once
 	lastErr   error
@@ -142,6 +144,14 @@ func (s *Subscriber) Roster() *focus.ConferenceInfo {
 	return s.latest
 }
 
+// MediaToken returns the secret the focus gave us for our server media
+// port ("" before the first answer).
+func (s *Subscriber) MediaToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token
+}
+
 // Err returns the last refresh error (the subscription may have ended).
 func (s *Subscriber) Err() error {
 	s.mu.Lock()
@@ -219,6 +229,11 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 	if t, ok := res.To().Params.Get("tag"); ok {
 		s.mu.Lock()
 		s.toTag = t
+		s.mu.Unlock()
+	}
+	if h := res.GetHeader(focus.HeaderMediaToken); h != nil {
+		s.mu.Lock()
+		s.token = strings.TrimSpace(h.Value())
 		s.mu.Unlock()
 	}
 	granted := expires

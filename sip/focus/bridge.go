@@ -74,7 +74,7 @@ func (f *Focus) handleInvite(room string, req *sip.Request, tx sip.ServerTransac
 		f.hubs[room] = h
 	}
 	f.mu.Unlock()
-	port, err := h.openPort(user, KindBridge, pt, peer)
+	port, err := h.openPort(user, KindBridge, pt, peer, "")
 	if err != nil {
 		f.roster.Leave(room, user)
 		f.respond(req, tx, 500, "No Media Port", nil)

@@ -431,7 +431,7 @@ func (f *Focus) handleSubscribe(room string, req *sip.Request, tx sip.ServerTran
 	now := f.cfg.Now()
 	// The membership outlives the subscription by a little so that a
 	// refresh arriving just on time is not a leave and rejoin.
-	_, changed, err := f.roster.Join(room, JoinRequest{User: user, Kind: KindMesh, UploadKbps: upload, PIN: pinOf(req), TTL: ttl + time.Second}, now)
+	member, changed, err := f.roster.Join(room, JoinRequest{User: user, Kind: KindMesh, UploadKbps: upload, PIN: pinOf(req), TTL: ttl + time.Second}, now)
 	switch {
 	case errors.Is(err, ErrWrongPIN):
 		f.respond(req, tx, 403, "Wrong Room PIN", nil)
@@ -446,6 +446,7 @@ func (f *Focus) handleSubscribe(room string, req *sip.Request, tx sip.ServerTran
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(ttl/time.Second))))
 	res.AppendHeader(f.contact(room))
+	res.AppendHeader(sip.NewHeader(HeaderMediaToken, member.Token))
 	toTag, _ := res.To().Params.Get("tag")
 
 	target := from.Address

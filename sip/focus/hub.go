@@ -1,6 +1,7 @@
 package focus
 
 import (
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
@@ -30,12 +31,19 @@ func SSRCFor(user string) uint32 {
 	return v
 }
 
-// Keepalive is what a participant sends to its server media port while it
-// has nothing else to send there: one byte that is not RTP (version 0). It
-// opens and holds the participant's NAT binding towards the port, and it
-// tells the port where the participant is (latching, as symmetric RTP
-// does).
-var Keepalive = []byte{0}
+// MediaKeepalive is what a participant sends to its server media port once
+// a second: a zero byte (RTP version 0, so never mistaken for RTP) followed
+// by the member's token. It opens and holds the participant's NAT binding
+// towards the port and tells the port where the participant is. The port
+// latches only onto an address that sent the right token, and takes RTP
+// only from the latched address, so someone who learns the port from the
+// roster cannot take the participant's place.
+func MediaKeepalive(token string) []byte {
+	return append([]byte{0}, token...)
+}
+
+// HeaderMediaToken carries a member's token in the 200 OK to its SUBSCRIBE.
+const HeaderMediaToken = "X-Punchline-Media-Token"
 
 // hubPort is one UDP port of the server that one participant sends to and
 // receives from.
@@ -44,7 +52,9 @@ type hubPort struct {
 	kind string
 	// pt is the payload type a bridged phone negotiated (0 or 8).
 	pt uint8
-	pc net.PacketConn
+	// token is the member's secret for a mesh port (see MediaKeepalive).
+	token string
+	pc    net.PacketConn
 	// advertised is host:port as written into the roster or SDP.
 	advertised string
 
@@ -60,6 +70,37 @@ func (p *hubPort) latched() net.Addr {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.peer
+}
+
+// admit decides whether a packet on the port comes from its participant,
+// latching onto the source as it goes. A bridged phone's port latches onto
+// the source of its RTP (symmetric RTP: the phone has no token). A mesh
+// port latches onto whoever sends the member's keepalive token and then
+// accepts RTP only from there.
+func (p *hubPort) admit(b []byte, from net.Addr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kind == KindBridge {
+		if len(b) >= 12 && b[0]>>6 == 2 {
+			p.peer = from
+			p.lastRx = time.Now()
+			return true
+		}
+		return false
+	}
+	if len(b) > 1 && b[0] == 0 {
+		if subtle.ConstantTimeCompare(b[1:], []byte(p.token)) == 1 {
+			p.peer = from
+			p.lastRx = time.Now()
+			return true
+		}
+		return false
+	}
+	if p.peer != nil && p.peer.String() == from.String() {
+		p.lastRx = time.Now()
+		return true
+	}
+	return false
 }
 
 // hub is a room's server-side media: the forwarder ports of mesh
@@ -100,13 +141,13 @@ func newHub(f *Focus, room string) *hub {
 }
 
 // openPort opens a UDP port for user and starts its reader.
-func (h *hub) openPort(user, kind string, pt uint8, peer net.Addr) (*hubPort, error) {
+func (h *hub) openPort(user, kind string, pt uint8, peer net.Addr, token string) (*hubPort, error) {
 	pc, err := h.f.cfg.ListenPacket("udp", net.JoinHostPort(h.f.cfg.MediaIP, "0"))
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
-	p := &hubPort{user: user, kind: kind, pt: pt, pc: pc, peer: peer, advertised: net.JoinHostPort(h.f.cfg.AdvertiseIP, port)}
+	p := &hubPort{user: user, kind: kind, pt: pt, token: token, pc: pc, peer: peer, advertised: net.JoinHostPort(h.f.cfg.AdvertiseIP, port)}
 	h.mu.Lock()
 	if old := h.ports[user]; old != nil {
 		old.pc.Close()
@@ -164,10 +205,9 @@ func (h *hub) readLoop(p *hubPort) {
 			continue
 		}
 		h.ctr.in.Add(uint64(n))
-		p.mu.Lock()
-		p.peer = from
-		p.lastRx = time.Now()
-		p.mu.Unlock()
+		if !p.admit(buf[:n], from) {
+			continue
+		}
 		if n < 12 || buf[0]>>6 != 2 {
 			continue // keepalive or not RTP
 		}
@@ -414,11 +454,11 @@ func (f *Focus) updateMedia(room string) {
 			stale = append(stale, u)
 		}
 	}
-	var missing []string
+	var missing []Member
 	if needed {
 		for _, m := range members {
 			if m.Kind == KindMesh && h.ports[m.User] == nil {
-				missing = append(missing, m.User)
+				missing = append(missing, m)
 			}
 		}
 	}
@@ -429,13 +469,13 @@ func (f *Focus) updateMedia(room string) {
 			f.roster.SetForwarder(room, u, "") //nolint:errcheck // member may have left meanwhile.
 		}
 	}
-	for _, u := range missing {
-		p, err := h.openPort(u, KindMesh, 0, nil)
+	for _, m := range missing {
+		p, err := h.openPort(m.User, KindMesh, 0, nil, m.Token)
 		if err != nil {
-			f.log.Error("forwarder port", "room", room, "user", u, "err", err)
+			f.log.Error("forwarder port", "room", room, "user", m.User, "err", err)
 			continue
 		}
-		f.roster.SetForwarder(room, u, p.advertised) //nolint:errcheck // member may have left meanwhile.
+		f.roster.SetForwarder(room, m.User, p.advertised) //nolint:errcheck // member may have left meanwhile.
 	}
 }
 

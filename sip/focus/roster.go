@@ -1,7 +1,9 @@
 package focus
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -55,6 +57,10 @@ type Member struct {
 	Expires time.Time
 	// Joined is when the member joined.
 	Joined time.Time
+	// Token is a random secret the focus gives the member alone (in its
+	// SUBSCRIBE's 200 OK). The member proves with it that packets to its
+	// server media port are its own (see MediaKeepalive).
+	Token string
 }
 
 // JoinRequest is what a joining (or refreshing) participant asks for.
@@ -153,7 +159,10 @@ func (r *Roster) Join(roomName string, req JoinRequest, now time.Time) (Member, 
 		return Member{}, false, fmt.Errorf("join room-%s: %w (%d)", roomName, ErrRoomFull, r.maxParticipants)
 	}
 	r.seq++
+	var tok [12]byte
+	rand.Read(tok[:]) //nolint:errcheck // crypto/rand does not fail on Linux.
 	m := &Member{
+		Token:      hex.EncodeToString(tok[:]),
 		User:       req.User,
 		Kind:       req.Kind,
 		Seq:        r.seq,
