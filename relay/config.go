@@ -40,6 +40,11 @@ const (
 	// recommends 3600 s). pion treats 1 h and more as "use the default",
 	// so the cap sits just below it.
 	DefaultMaxLifetime = time.Hour - time.Second
+	// DefaultStreamIdleTimeout is how long a TCP/TLS client may stay
+	// silent before it has an allocation: long enough for a slow handshake
+	// and a 401 round trip, short enough that idle connections cannot pile
+	// up.
+	DefaultStreamIdleTimeout = 30 * time.Second
 )
 
 // Listener is one STUN/TURN listening endpoint. Either Network and Addr
@@ -144,6 +149,10 @@ type Config struct {
 	// lifetimes; requests outside [Min, Max] are clamped. Zero: the
 	// Default* constants.
 	DefaultLifetime, MinLifetime, MaxLifetime time.Duration
+	// StreamIdleTimeout closes a TCP/TLS client connection that sends
+	// nothing for this long without an allocation (with one, the maximum
+	// lifetime is added). Zero: DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
 	// PermissionLifetime and ChannelLifetime override pion's 5 and 10
 	// minute defaults (tests shorten them). Zero: pion's defaults.
 	PermissionLifetime, ChannelLifetime time.Duration
@@ -196,6 +205,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.DefaultLifetime = min(max(cfg.DefaultLifetime, cfg.MinLifetime), cfg.MaxLifetime)
 	if (cfg.RelayPortMin == 0) != (cfg.RelayPortMax == 0) || cfg.RelayPortMin > cfg.RelayPortMax {
 		return cfg, fmt.Errorf("%w: relay port range %d-%d", ErrBadConfig, cfg.RelayPortMin, cfg.RelayPortMax)
+	}
+	if cfg.StreamIdleTimeout == 0 {
+		cfg.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

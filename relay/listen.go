@@ -38,7 +38,9 @@ type listenConn struct {
 	// batch reads several datagrams per system call (host UDP sockets);
 	// nil reads one at a time (vnet). msgs[next:count] are read and not
 	// yet handed to pion. Only pion's read loop touches these.
-	batch       interface{ ReadBatch([]ipv4.Message, int) (int, error) }
+	batch interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+	}
 	msgs        []ipv4.Message
 	next, count int
 }
@@ -196,6 +198,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		return c.Conn.Read(p)
 	}
 	for len(c.pending) == 0 {
+		c.armIdleDeadline()
 		n, _, err := c.framer.ReadFrom(c.buf)
 		if err != nil {
 			return 0, err
@@ -211,12 +214,27 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if n >= stunHeaderSize && c.buf[0] == 0x00 && c.buf[1] == 0x0B {
 			// ConnectionBind request: the client sends data only after
 			// the success response, so the framer holds nothing more.
+			// Peer data may pause for as long as the peers like.
 			c.raw = true
+			c.Conn.SetReadDeadline(time.Time{}) //nolint:errcheck // a closed conn fails the next read anyway.
 		}
 	}
 	k := copy(p, c.pending)
 	c.pending = c.pending[k:]
 	return k, nil
+}
+
+// armIdleDeadline bounds how long a TCP/TLS client may stay silent: a
+// connection without an allocation gets StreamIdleTimeout, one with an
+// allocation the longest allocation lifetime on top (its refreshes come
+// well within that). Without it, idle connections would each hold a socket
+// and a goroutine until the client left.
+func (c *streamConn) armIdleDeadline() {
+	d := c.s.cfg.StreamIdleTimeout
+	if _, ok := c.s.live.Load(tupleKey(c.Conn.RemoteAddr(), c.Conn.LocalAddr())); ok {
+		d += c.s.cfg.MaxLifetime
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(d)) //nolint:errcheck // a closed conn fails the next read anyway.
 }
 
 func (c *streamConn) Close() error {

@@ -507,3 +507,18 @@ func TestPublicIPAndRelayPortRange(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleTCPClientIsDisconnected(t *testing.T) {
+	r := startRelay(t, func(c *Config) { c.StreamIdleTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", r.tcp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read data from the relay on a silent connection")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the relay kept a silent connection open for 5s")
+	}
+}
