@@ -200,3 +200,21 @@ func (c *Call) Stats() Stats {
 	st.DurationS = time.Since(c.start).Seconds()
 	return st
 }
+
+// Hold puts the peer on hold (true) or resumes (false) with a re-INVITE.
+// The SDP says so; our audio keeps flowing (the media package has no pause
+// yet), which a held peer simply does not play.
+func (c *Call) Hold(ctx context.Context, hold bool) error {
+	offer, err := c.leg.HoldOffer(hold)
+	if err != nil {
+		return err
+	}
+	ans, err := c.sip.ReInvite(ctx, offer)
+	if err != nil {
+		return err
+	}
+	return c.leg.SetAnswer(ans)
+}
+
+// RemoteHolds reports whether the peer has put us on hold.
+func (c *Call) RemoteHolds() bool { return c.leg.RemoteHolds() }

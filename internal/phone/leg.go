@@ -604,3 +604,35 @@ func (l *Leg) Close() error {
 	}
 	return nil
 }
+
+// HoldOffer returns a re-offer that puts the peer on hold (a=sendonly,
+// RFC 3264 §8.4) or takes it off hold (a=sendrecv), with the same ICE
+// credentials, so that it is not mistaken for an ICE restart. Pass the
+// answer to SetAnswer.
+func (l *Leg) HoldOffer(hold bool) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.local == nil {
+		return nil, ErrClosed
+	}
+	d := *l.local
+	d.SessionVersion++
+	d.Direction = ice.SendRecv
+	if hold {
+		d.Direction = ice.SendOnly
+	}
+	body, err := d.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	l.local = &d
+	return body, nil
+}
+
+// RemoteHolds reports whether the peer's current description puts us on
+// hold (sendonly, inactive, or c=0.0.0.0).
+func (l *Leg) RemoteHolds() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.remote != nil && l.remote.OnHold()
+}

@@ -102,6 +102,22 @@ func TestCallCarriesTonesAndDTMFAndEndsOnBye(t *testing.T) {
 			t.Errorf("%s: setup %.1f ms, %d packets received", c.who, c.st.SetupMs, c.st.PacketsReceived)
 		}
 	}
+	// Hold and resume by re-INVITE: not an ICE restart, the call goes on.
+	if err := ac.Hold(ctxFor(t, 5*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	if !bc.RemoteHolds() {
+		t.Error("bob does not know he is on hold")
+	}
+	if err := ac.Hold(ctxFor(t, 5*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	if bc.RemoteHolds() {
+		t.Error("bob still on hold after the resume")
+	}
+	if n := ac.Stats().ICERestarts + bc.Stats().ICERestarts; n != 0 {
+		t.Errorf("hold and resume caused %d ICE restarts", n)
+	}
 	if err := ac.Hangup(ctxFor(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
