@@ -149,7 +149,7 @@ func (h *harness) probeCalls(rate float64) int {
 
 // registerRate runs load 1: the highest clean REGISTER rate.
 func (h *harness) registerRate(ctx context.Context, srv Server, start float64) (Probe, error) {
-	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate}, h.registerProbe(srv))
+	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate, Confirm: true}, h.registerProbe(srv))
 	return best, err
 }
 
@@ -160,7 +160,7 @@ func (h *harness) callRate(ctx context.Context, srv Server, start float64) (Prob
 			return h.callsOnce(ctx, srv, rate)
 		})
 	}
-	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate, Min: 50}, probe)
+	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate, Min: 50, Confirm: true}, probe)
 	return best, err
 }
 

@@ -37,6 +37,10 @@ type SearchConfig struct {
 	Bisections int
 	// Step rounds probe rates to a multiple of it. Zero: 50.
 	Step float64
+	// Confirm re-runs a failing probe once and takes the rate as clean if
+	// the second run is: on a machine shared with other work, a passing
+	// hiccup must not end the search far below the server's real limit.
+	Confirm bool
 }
 
 func (c SearchConfig) withDefaults() SearchConfig {
@@ -61,7 +65,8 @@ func (c SearchConfig) withDefaults() SearchConfig {
 
 // SearchRate finds the highest clean rate: it doubles from Start until a
 // probe fails (or halves until one is clean), then bisects the bracket.
-// The number of probes is bounded by log2(Max/Min)+Bisections+1. It
+// The number of probes is bounded by log2(Max/Min)+Bisections+1 (twice
+// that with Confirm). It
 // returns the best clean probe (zero Rate if none was clean) and every
 // probe made, in order.
 func SearchRate(ctx context.Context, cfg SearchConfig, probe ProbeFunc) (Probe, []Probe, error) {
@@ -74,16 +79,25 @@ func SearchRate(ctx context.Context, cfg SearchConfig, probe ProbeFunc) (Probe, 
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
-		p, err := probe(ctx, rate)
-		if err != nil {
-			return false, fmt.Errorf("probe at %.0f/s: %w", rate, err)
+		attempts := 1
+		if cfg.Confirm {
+			attempts = 2
 		}
-		p.Rate = rate
-		tried = append(tried, p)
-		if p.Clean && p.Rate > best.Rate {
-			best = p
+		for a := 0; a < attempts; a++ {
+			p, err := probe(ctx, rate)
+			if err != nil {
+				return false, fmt.Errorf("probe at %.0f/s: %w", rate, err)
+			}
+			p.Rate = rate
+			tried = append(tried, p)
+			if p.Clean {
+				if p.Rate > best.Rate {
+					best = p
+				}
+				return true, nil
+			}
 		}
-		return p.Clean, nil
+		return false, nil
 	}
 	round := func(r float64) float64 { return math.Max(cfg.Step, math.Round(r/cfg.Step)*cfg.Step) }
 

@@ -105,3 +105,37 @@ func TestSearchRateStopsOnError(t *testing.T) {
 		t.Errorf("cancelled search: err %v, %d probes", err, len(tried))
 	}
 }
+
+func TestSearchRateConfirmsFailures(t *testing.T) {
+	// A server clean up to 4000/s whose first probe at 2000/s hits a
+	// hiccup: with Confirm the retry passes and the search goes on.
+	hiccup := true
+	probe := func(_ context.Context, rate float64) (Probe, error) {
+		if rate == 2000 && hiccup {
+			hiccup = false
+			return Probe{Clean: false}, nil
+		}
+		return Probe{Clean: rate <= 4000}, nil
+	}
+	best, tried, err := SearchRate(context.Background(), SearchConfig{Confirm: true}, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if best.Rate != 4000 {
+		t.Errorf("best %v, want 4000 (probes %v)", best.Rate, tried)
+	}
+	// Every real failure is probed twice: 8000, 6000, 5000, 4500.
+	var rates []float64
+	for _, p := range tried {
+		rates = append(rates, p.Rate)
+	}
+	want := []float64{1000, 2000, 2000, 4000, 8000, 8000, 6000, 6000, 5000, 5000, 4500, 4500}
+	if len(rates) != len(want) {
+		t.Fatalf("probed %v, want %v", rates, want)
+	}
+	for i := range want {
+		if rates[i] != want[i] {
+			t.Fatalf("probed %v, want %v", rates, want)
+		}
+	}
+}
