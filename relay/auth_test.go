@@ -123,3 +123,27 @@ func TestStoreUsers(t *testing.T) {
 		t.Fatalf("nobody: %v", err)
 	}
 }
+
+// FuzzAuthenticatorKey feeds arbitrary usernames and realms to the
+// credential parser (account name, or TURN REST "expiry:user"). It must not
+// panic, and whatever it accepts must come with a 16-byte key.
+func FuzzAuthenticatorKey(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	a := &authenticator{realm: "r", users: testUsersIn("r"), secret: "s", now: func() time.Time { return now }}
+	valid, _, _ := RESTCredentials("s", "carol", now, time.Minute)
+	for _, u := range []string{"alice", valid, "1800000060", "1800000060:", ":x", "99999999999999999999:x", "-5:x", "alice:bob:carol"} {
+		f.Add(u, "r")
+	}
+	f.Fuzz(func(t *testing.T, username, realm string) {
+		id, key, err := a.key(username, realm)
+		if err != nil {
+			return
+		}
+		if len(key) != md5.Size || id == "" {
+			t.Fatalf("accepted %q with id %q and a %d-byte key", username, id, len(key))
+		}
+		if realm != "r" {
+			t.Fatalf("accepted realm %q", realm)
+		}
+	})
+}
