@@ -58,6 +58,35 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// init adjusts two process-wide sipgo settings, once, before any
+// goroutine can be using sipgo (so there is no data race with running
+// user agents or servers, as there would be if New wrote them).
+//
+// sipgo refuses to send UDP messages within 200 bytes of its assumed
+// 1500-byte MTU (RFC 3261 §18.1.1 would switch to TCP). A NAT'd phone can
+// only be reached over the UDP flow it registered, and INVITEs carrying ICE
+// candidates are often larger than 1300 bytes, so the proxy sends them
+// over UDP anyway (IP fragments them), as Kamailio does.
+//
+// RFC 3261 keeps a completed non-INVITE server transaction for Timer J
+// (64*T1 = 32 s) to absorb retransmissions. At thousands of requests a
+// second that holds hundreds of thousands of parsed messages and their
+// timers, and garbage collection of that heap limits the server.
+// Retransmissions come T1-doubling apart, nearly all within a few seconds;
+// Kamailio's tm holds completed transactions 5 s (wt_timer). Use the same.
+//
+// Neither change harms another user of sipgo in the same process (the
+// softphone): larger UDP messages are still sent, and a user agent's
+// server transactions only stop absorbing retransmissions earlier.
+func init() {
+	if siplib.UDPMTUSize < 65000 {
+		siplib.UDPMTUSize = 65000
+	}
+	if siplib.Timer_J > nonInviteLinger {
+		siplib.Timer_J = nonInviteLinger
+	}
+}
+
 // nonInviteLinger is how long a completed non-INVITE server transaction
 // absorbs retransmissions (see New).
 const nonInviteLinger = 5 * time.Second
@@ -108,29 +137,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	n := s.loc.load(stored, time.Now())
 	s.log.Info("registrations loaded", "bindings", n)
-
-	// sipgo refuses to send UDP messages within 200 bytes of its assumed
-	// 1500-byte MTU (RFC 3261 §18.1.1 would switch to TCP). A NAT'd phone
-	// can only be reached over the UDP flow it registered, and INVITEs
-	// carrying ICE candidates are often larger than 1300 bytes, so the
-	// proxy sends them over UDP anyway (IP fragments them), as Kamailio
-	// does. This is a process-wide sipgo setting; raising it harms no
-	// other user of sipgo.
-	if siplib.UDPMTUSize < 65000 {
-		siplib.UDPMTUSize = 65000
-	}
-
-	// RFC 3261 keeps a completed non-INVITE server transaction for Timer J
-	// (64*T1 = 32 s) to absorb retransmissions. At thousands of REGISTERs a
-	// second that holds hundreds of thousands of parsed messages and their
-	// timers, and garbage collection of that heap is what limits the
-	// registrar. Retransmissions stop after T2-spaced tries within Timer F,
-	// but almost all come within a few seconds; Kamailio's tm holds
-	// completed transactions for 5 s (wt_timer). Use the same. This too is
-	// process-wide in sipgo.
-	if siplib.Timer_J > nonInviteLinger {
-		siplib.Timer_J = nonInviteLinger
-	}
 
 	// sipgo logs through its own logger; give it ours, at warn level, so
 	// that per-message noise stays out of operator logs.
