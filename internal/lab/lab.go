@@ -141,11 +141,17 @@ func (l *Lab) ServerAddr() netip.Addr { return serverAddr }
 var liveLabs struct {
 	sync.Mutex
 	m map[*Lab]struct{}
+	// closing is set by CloseAll: no new lab may start after it, so a
+	// test still running while the process shuts down cannot leave one.
+	closing bool
 }
 
-// CloseAll closes every lab this process has open.
+// CloseAll closes every lab this process has open, and makes New fail
+// from then on: it is meant for the way out (a signal, the end of
+// TestMain).
 func CloseAll() {
 	liveLabs.Lock()
+	liveLabs.closing = true
 	var labs []*Lab
 	for l := range liveLabs.m {
 		labs = append(labs, l)
@@ -178,6 +184,10 @@ func New(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	l.log = l.log.With("subsystem", "lab", "lab", l.ID)
 	liveLabs.Lock()
+	if liveLabs.closing {
+		liveLabs.Unlock()
+		return nil, ErrClosed
+	}
 	if liveLabs.m == nil {
 		liveLabs.m = map[*Lab]struct{}{}
 	}
@@ -201,12 +211,21 @@ func New(ctx context.Context, cfg Config) (_ *Lab, err error) {
 // candidates would only add failing checks.
 func (l *Lab) addNamespace(ctx context.Context, role string) (*Node, error) {
 	n := &Node{Role: role, NS: l.ID + "-" + role}
-	if _, err := run(ctx, "ip", "netns", "add", n.NS); err != nil {
+	// Held across the creation so Close, which may run concurrently (a
+	// signal during the build), either sees the namespace or prevents it.
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	_, err := run(ctx, "ip", "netns", "add", n.NS)
+	if err == nil {
+		l.namespaces = append(l.namespaces, n.NS)
+	}
+	l.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	l.namespaces = append(l.namespaces, n.NS)
-	l.mu.Unlock()
 	if err := l.sysctl(ctx, n, map[string]string{
 		"net/ipv6/conf/all/disable_ipv6":     "1",
 		"net/ipv6/conf/default/disable_ipv6": "1",
