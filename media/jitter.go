@@ -165,6 +165,7 @@ type jbPacket struct {
 	seq     int64
 	ts      int64
 	samples []int16
+	filler  bool // silence standing in for audio a DTMF event replaced
 }
 
 // seqOffset keeps extended sequence numbers positive so 0 can mark empty
@@ -270,6 +271,14 @@ func (b *JitterBuffer) Push(seq uint16, ts uint32, samples []int16, arrival time
 		return 0
 	})
 	if found {
+		if b.pkts[i].filler {
+			// Real audio for a stretch we had filled with silence (a
+			// sender that keeps audio going during DTMF): prefer it.
+			b.pkts[i].samples = append(b.pkts[i].samples[:0], samples...)
+			b.pkts[i].filler = false
+			b.pkts[i].seq = eseq
+			return res
+		}
 		// Same media time under a new sequence number: a retransmission.
 		b.stats.Duplicates++
 		return Duplicate
@@ -290,6 +299,43 @@ func (b *JitterBuffer) Push(seq uint16, ts uint32, samples []int16, arrival time
 	buf = append(buf[:0], samples...)
 	b.pkts = slices.Insert(b.pkts, i, jbPacket{seq: eseq, ts: ets, samples: buf})
 	return res
+}
+
+// fillSilence queues n samples of silence at timestamp ts: the audio a
+// telephone-event replaced (RFC 4733 §2.5.1.3 lets the sender stop audio
+// during an event), so playout does not count that stretch as lost. It
+// does not touch sequence tracking or the jitter measurement, and yields to
+// real audio for the same stretch. It is ignored before the first audio
+// packet and when the stretch is already due or buffered.
+func (b *JitterBuffer) fillSilence(ts uint32, n int) {
+	if !b.started || n <= 0 || n > SampleRate {
+		return
+	}
+	ets := unwrap32(b.highTS, ts)
+	if b.anchored && ets+int64(n) <= b.playTS {
+		return
+	}
+	i, found := slices.BinarySearchFunc(b.pkts, ets, func(p jbPacket, t int64) int {
+		switch {
+		case p.ts < t:
+			return -1
+		case p.ts > t:
+			return 1
+		}
+		return 0
+	})
+	if found {
+		return
+	}
+	var buf []int16
+	if k := len(b.free); k > 0 {
+		buf, b.free = b.free[k-1], b.free[:k-1]
+	}
+	buf = append(buf[:0], make([]int16, n)...)
+	b.pkts = slices.Insert(b.pkts, i, jbPacket{seq: -1, ts: ets, samples: buf, filler: true})
+	if ets > b.highTS {
+		b.highTS = ets
+	}
 }
 
 func (b *JitterBuffer) startAt(seq uint16, ts uint32, arrival time.Time) {

@@ -37,6 +37,7 @@ type rxSource struct {
 
 	haveEvent   bool
 	lastEventTS uint32
+	eventFilled uint16 // samples of the current event already filled with silence
 }
 
 // RFC 3550 A.1 constants.
@@ -132,11 +133,25 @@ func (r *rxSource) handleEvent(pkt *rtp.Packet) *DTMF {
 	if err != nil {
 		return nil
 	}
-	if r.haveEvent && pkt.Timestamp == r.lastEventTS {
+	newEvent := !r.haveEvent || pkt.Timestamp != r.lastEventTS
+	if newEvent {
+		r.haveEvent = true
+		r.lastEventTS = pkt.Timestamp
+		r.eventFilled = 0
+	}
+	// The event covers [timestamp, timestamp+duration) of media time; fill
+	// the newly covered part with silence for playout.
+	if ev.Duration > r.eventFilled {
+		from := r.eventFilled
+		if ev.Duration-from > SampleRate {
+			from = ev.Duration - SampleRate // only the last second can still matter
+		}
+		r.jb.fillSilence(pkt.Timestamp+uint32(from), int(ev.Duration-from))
+		r.eventFilled = ev.Duration
+	}
+	if !newEvent {
 		return nil
 	}
-	r.haveEvent = true
-	r.lastEventTS = pkt.Timestamp
 	return &DTMF{Digit: EventDigit(ev.Event), Event: ev.Event, SSRC: pkt.SSRC}
 }
 
