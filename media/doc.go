@@ -53,7 +53,9 @@
 //   - DTMF as RFC 4733 telephone-events (default payload type 101): 4-byte
 //     payload event/E/R/volume/duration; one RTP timestamp per event,
 //     updates every 20 ms, the end packet sent three times; audio is
-//     suppressed during the event. Received events are reported once each.
+//     suppressed during the event. Received events are reported once each,
+//     and the media time they cover plays as silence rather than counting
+//     as loss.
 //   - RTT needs SRs from us echoed in the peer's reports, so a Stream that
 //     never sends RTP (no Source, no Fanout, no SendFrame) has no RTT; the
 //     phone always sends, silence included. RFC 3611 XR is not used.
