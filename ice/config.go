@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	pice "github.com/pion/ice/v4"
@@ -121,6 +122,12 @@ type Config struct {
 	IPv6 bool
 	// PortMin and PortMax bound local UDP ports; zero means any port.
 	PortMin, PortMax uint16
+	// BuiltinRelay lets pion's agent allocate relayed candidates on UDP
+	// TURN servers itself, as it does for TCP and TLS ones. Default off:
+	// this package allocates them, because pion's own relayed candidates
+	// stall every connectivity check while a TURN permission is created
+	// (see relay.go). Kept for comparison benchmarks.
+	BuiltinRelay bool
 	// MDNS enables resolving .local host candidates (RFC 8839 with
 	// draft-ietf-mmusic-mdns-ice-candidates), as browsers send. Default
 	// off: it opens a multicast socket, and browsers' srflx and relayed
@@ -201,6 +208,10 @@ func (c *Config) agentOptions() ([]pice.AgentOption, error) {
 	urls, err := c.parseServers()
 	if err != nil {
 		return nil, err
+	}
+	if !c.BuiltinRelay {
+		// UDP TURN servers are ours to allocate on (Session.gatherRelay).
+		urls = slices.DeleteFunc(urls, isUDPTURN)
 	}
 	networks := []pice.NetworkType{pice.NetworkTypeUDP4}
 	if c.IPv6 {

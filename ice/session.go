@@ -11,6 +11,9 @@ import (
 	"time"
 
 	pice "github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // Local is what a session tells the peer about itself: the values for
@@ -82,6 +85,15 @@ type Session struct {
 	agent       *pice.Agent
 	log         *slog.Logger
 	created     time.Time
+	// net is Config.Net or the host's network.
+	net transport.Net
+	// turn are the UDP TURN servers this package allocates relays on.
+	turn []*stun.URI
+	// ctx ends at Close; relay allocations run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// relayWG counts relay allocation and permission goroutines.
+	relayWG sync.WaitGroup
 
 	// inCallback counts user callbacks running, so Close called from one
 	// does not wait for the goroutine it runs on.
@@ -95,6 +107,10 @@ type Session struct {
 	// complete; Restart replaces it.
 	gatherDone    chan struct{}
 	gatherStarted bool
+	// relayDone is closed when this generation's relay allocations are
+	// done; relayGen counts generations (Restart starts a new one).
+	relayDone     chan struct{}
+	relayGen      uint64
 	remoteSet     bool
 	connectCalled bool
 	conn          *pice.Conn
@@ -121,6 +137,22 @@ func NewSession(cfg Config, controlling bool) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	nw := cfg.Net
+	if nw == nil {
+		if nw, err = stdnet.NewNet(); err != nil {
+			return nil, fmt.Errorf("ice: host network: %w", err)
+		}
+		opts = append(opts, pice.WithNet(nw))
+	}
+	var turnURLs []*stun.URI
+	if !cfg.BuiltinRelay && !cfg.Lite {
+		all, _ := cfg.parseServers()
+		for _, u := range all {
+			if isUDPTURN(u) {
+				turnURLs = append(turnURLs, u)
+			}
+		}
+	}
 	agent, err := pice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("ice: create agent: %w", err)
@@ -135,22 +167,24 @@ func NewSession(cfg Config, controlling bool) (*Session, error) {
 		agent:       agent,
 		log:         log.With("subsystem", "ice"),
 		created:     time.Now(),
+		net:         nw,
+		turn:        turnURLs,
 		closedCh:    make(chan struct{}),
 		gatherDone:  make(chan struct{}),
 		connectedCh: make(chan struct{}),
 		failedCh:    make(chan struct{}),
 	}
-	if err := agent.OnCandidate(s.onCandidate); err != nil {
-		_ = agent.Close()
-		return nil, err
-	}
-	if err := agent.OnConnectionStateChange(s.onState); err != nil {
-		_ = agent.Close()
-		return nil, err
-	}
-	if err := agent.OnSelectedCandidatePairChange(s.onPair); err != nil {
-		_ = agent.Close()
-		return nil, err
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	for _, set := range []func() error{
+		func() error { return agent.OnCandidate(s.onCandidate) },
+		func() error { return agent.OnConnectionStateChange(s.onState) },
+		func() error { return agent.OnSelectedCandidatePairChange(s.onPair) },
+	} {
+		if err := set(); err != nil {
+			s.cancel()
+			_ = agent.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -230,23 +264,56 @@ func (s *Session) Gather(ctx context.Context) (Local, error) {
 	done := s.gatherDone
 	start := !s.gatherStarted
 	s.gatherStarted = true
+	if start {
+		s.relayGen++
+		s.relayDone = make(chan struct{})
+	}
+	relays, gen := s.relayDone, s.relayGen
 	s.mu.Unlock()
 	if start {
+		s.startRelays(gen, relays)
 		if err := s.agent.GatherCandidates(); err != nil {
 			return Local{}, fmt.Errorf("ice: gather: %w", err)
 		}
 	}
 	bound := time.NewTimer(orDefault(s.cfg.GatherTimeout, DefaultGatherTimeout) + time.Second)
 	defer bound.Stop()
-	select {
-	case <-done:
-	case <-bound.C:
-		s.log.Warn("gathering not complete before the deadline; offering what was found")
-	case <-ctx.Done():
-	case <-s.closedCh:
-		return Local{}, ErrClosed
+	for _, ch := range []chan struct{}{done, relays} {
+		select {
+		case <-ch:
+			continue
+		case <-bound.C:
+			s.log.Warn("gathering not complete before the deadline; offering what was found")
+		case <-ctx.Done():
+		case <-s.closedCh:
+			return Local{}, ErrClosed
+		}
+		break
 	}
 	return s.local()
+}
+
+// startRelays allocates a relayed candidate on every UDP TURN server, in
+// parallel, and closes done when all have finished or failed.
+func (s *Session) startRelays(gen uint64, done chan struct{}) {
+	s.relayWG.Add(1)
+	go func() {
+		defer s.relayWG.Done()
+		defer close(done)
+		ctx, cancel := context.WithTimeout(s.ctx, orDefault(s.cfg.GatherTimeout, DefaultGatherTimeout))
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, u := range s.turn {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.gatherRelay(ctx, u, gen); err != nil {
+					s.log.Warn("no relayed candidate", "server", u.String(), "err", err)
+				}
+			}()
+		}
+		wg.Wait()
+	}()
 }
 
 // local reads the current credentials and candidates from the agent.
@@ -498,11 +565,15 @@ func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.closedCh)
+		s.cancel()
 		if s.inCallback.Load() > 0 {
 			_ = s.agent.Close()
 		} else {
 			_ = s.agent.GracefulClose()
 		}
+		// The agent closed the relayed candidates and their TURN clients,
+		// so permission requests in flight fail at once.
+		s.relayWG.Wait()
 		s.mu.Lock()
 		s.state = StateClosed
 		s.routeOK = false

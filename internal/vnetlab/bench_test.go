@@ -14,20 +14,33 @@ import (
 // NATs on the wall clock, with the default policy: a direct cell through
 // a symmetric NAT, and a relayed cell, which includes the 1 s the
 // controlling side gives direct pairs before it accepts the relay. The
-// median is reported.
+// median is reported. The "pion-relay" variants let pion allocate the
+// relayed candidates itself (ice.Config.BuiltinRelay), for comparison.
 func BenchmarkLabSetup(b *testing.B) {
-	for _, name := range []string{"full-cone ↔ symmetric", "symmetric ↔ symmetric"} {
+	for _, v := range []struct {
+		cell    string
+		builtin bool
+	}{
+		{"full-cone ↔ symmetric", false},
+		{"full-cone ↔ symmetric", true},
+		{"symmetric ↔ symmetric", false},
+		{"symmetric ↔ symmetric", true},
+	} {
 		var cell Cell
 		for _, c := range Matrix() {
-			if c.Name == name {
+			if c.Name == v.cell {
 				cell = c
 			}
 		}
-		b.Run(cell.Want, func(b *testing.B) {
+		name := cell.Want
+		if v.builtin {
+			name += "-pion-relay"
+		}
+		b.Run(name, func(b *testing.B) {
 			var times []time.Duration
 			for b.Loop() {
 				b.StopTimer()
-				lab, err := New(Config{Sites: cell.Sites})
+				lab, err := New(Config{Sites: cell.Sites, ICE: func(_ *Host, c *ice.Config) { c.BuiltinRelay = v.builtin }})
 				if err != nil {
 					b.Fatal(err)
 				}
