@@ -3,7 +3,6 @@ package sip
 import (
 	"crypto/hmac"
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -222,51 +221,62 @@ const (
 	nonceReplay
 )
 
-// nonceKeeper issues server-signed nonces and refuses replays. A nonce is
-// base64url(issued unix-nano | 8 random bytes | HMAC-SHA256 of both,
-// truncated to 12 bytes): validity and age are checked without state, and
-// the only state kept is the highest nonce-count seen per nonce, dropped
-// when the nonce expires.
+// nonceKeeper issues server-signed nonces and refuses replays, in the way
+// Kamailio's auth module does with its nc array: a nonce is
+// base64url(issued unix-nano | sequence number | HMAC-SHA256 of both,
+// truncated to 12 bytes), so validity and age are checked without state,
+// and the replay state is a fixed table indexed by the sequence number
+// modulo its size, holding the highest nonce count accepted for the nonce
+// that owns the slot. Memory is fixed (12 bytes per slot) whatever the
+// load; a nonce whose slot has been reused by 2^20 later ones is treated
+// as stale, and the client simply retries with a fresh one.
 type nonceKeeper struct {
 	secret   []byte
 	lifetime time.Duration
 	now      func() time.Time
 
 	mu sync.Mutex
-	// seen maps a nonce to the highest nc accepted for it (0 for a
-	// nonce used without qop, which may then not be used again).
-	seen map[string]uint32
-	// order remembers insertion times for expiry sweeps.
-	order []nonceAge
+	// seq, owner and nc are guarded by mu. owner[i] is the sequence
+	// number of the nonce using slot i; nc[i] the highest count accepted
+	// for it (0: not used yet; ncNoQOP: used once without qop).
+	seq   uint64
+	owner []uint64
+	nc    []uint32
 }
 
-type nonceAge struct {
-	nonce  string
-	issued time.Time
-}
-
-// maxTrackedNonces bounds the replay table: beyond it the oldest entries
-// are forgotten early, which only makes those nonces unusable (their nc
-// state is gone, so they are treated as stale), never replayable.
-const maxTrackedNonces = 1 << 20
+const (
+	nonceSlots = 1 << 20
+	ncNoQOP    = ^uint32(0)
+)
 
 func newNonceKeeper(secret []byte, lifetime time.Duration) *nonceKeeper {
-	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now, seen: make(map[string]uint32)}
+	// Sequence numbers start from the clock so that they never repeat
+	// across restarts: a nonce from before a restart must not find its
+	// number owning a fresh slot.
+	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now,
+		seq:   uint64(time.Now().UnixNano()),
+		owner: make([]uint64, nonceSlots), nc: make([]uint32, nonceSlots)}
 }
 
 func (k *nonceKeeper) issue() string {
+	k.mu.Lock()
+	k.seq++
+	seq := k.seq
+	slot := seq % nonceSlots
+	k.owner[slot], k.nc[slot] = seq, 0
+	k.mu.Unlock()
 	var b [8 + 8 + 12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(k.now().UnixNano()))
-	rand.Read(b[8:16]) //nolint:errcheck // crypto/rand does not fail.
+	binary.BigEndian.PutUint64(b[8:16], seq)
 	m := hmac.New(sha256.New, k.secret)
 	m.Write(b[:16])
 	copy(b[16:], m.Sum(nil))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// check verifies a nonce and its count, recording the count when the
-// digest response itself has been found correct (commit is called only
-// then, so a wrong password cannot burn a client's nonce count).
+// check verifies a nonce and its count. The count is recorded by commit,
+// which the caller runs only once the digest response itself is found
+// correct, so a wrong password cannot burn a client's nonce count.
 func (k *nonceKeeper) check(nonce string, c *Credentials) (nonceResult, func()) {
 	raw, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(raw) != 28 {
@@ -281,46 +291,31 @@ func (k *nonceKeeper) check(nonce string, c *Credentials) (nonceResult, func()) 
 	if k.now().Sub(issued) > k.lifetime {
 		return nonceStale, nil
 	}
+	seq := binary.BigEndian.Uint64(raw[8:16])
+	slot := seq % nonceSlots
+	want := c.NC
+	if c.QOP != "auth" {
+		want = ncNoQOP
+	}
 	k.mu.Lock()
-	last, used := k.seen[nonce]
+	owner, last := k.owner[slot], k.nc[slot]
 	k.mu.Unlock()
-	if used {
-		if c.QOP != "auth" || c.NC <= last {
-			return nonceReplay, nil
-		}
+	switch {
+	case owner != seq:
+		// Issued before a restart (the table is not persisted) or pushed
+		// out by a million newer nonces: ask for a fresh one.
+		return nonceStale, nil
+	case last == ncNoQOP || (last != 0 && want <= last) || want == 0:
+		return nonceReplay, nil
 	}
 	commit := func() {
 		k.mu.Lock()
-		defer k.mu.Unlock()
-		nc := c.NC
-		if c.QOP != "auth" {
-			nc = 0
+		if k.owner[slot] == seq && want > k.nc[slot] {
+			k.nc[slot] = want
 		}
-		prev, ok := k.seen[nonce]
-		if !ok {
-			k.order = append(k.order, nonceAge{nonce, issued})
-		}
-		if !ok || nc > prev {
-			k.seen[nonce] = nc
-		}
+		k.mu.Unlock()
 	}
 	return nonceOK, commit
-}
-
-// sweep forgets nonces that have expired (they are refused as stale by
-// their timestamp anyway) and trims the table to its bound.
-func (k *nonceKeeper) sweep() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	cut := k.now().Add(-k.lifetime)
-	i := 0
-	for i < len(k.order) && (k.order[i].issued.Before(cut) || len(k.order)-i > maxTrackedNonces) {
-		delete(k.seen, k.order[i].nonce)
-		i++
-	}
-	if i > 0 {
-		k.order = append(k.order[:0:0], k.order[i:]...)
-	}
 }
 
 // challenge renders one WWW-Authenticate/Proxy-Authenticate value.

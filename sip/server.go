@@ -401,7 +401,6 @@ func (s *Server) maintain(ctx context.Context) {
 			if now.Sub(sweep) > 5*time.Second {
 				sweep = now
 				s.loc.expire(now)
-				s.nonces.sweep()
 				s.limit.sweep()
 			}
 			if err := s.flush(); err != nil {

@@ -100,16 +100,16 @@ type statelessTx struct {
 
 func (t *statelessTx) Respond(res *siplib.Response) error {
 	b := []byte(res.String())
-	if _, err := t.fd.PacketConn.WriteTo(b, t.dest); err != nil {
-		return err
-	}
 	if !res.IsProvisional() {
+		// Cache before sending: the client may retransmit the moment the
+		// answer arrives, and another worker may take that copy.
 		if t.key != "" {
 			t.fd.s.replies.put(t.key, b, time.Now())
 		}
 		t.Terminate()
 	}
-	return nil
+	_, err := t.fd.PacketConn.WriteTo(b, t.dest)
+	return err
 }
 
 func (t *statelessTx) Terminate()                            { t.once.Do(func() { close(t.done) }) }
