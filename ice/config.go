@@ -64,14 +64,16 @@ const (
 	DefaultCheckInterval = 20 * time.Millisecond
 	// DefaultRelayAcceptanceWait is how long a succeeded relayed pair waits
 	// before it may be nominated, giving direct pairs the chance to win;
-	// only calls that end up relayed pay it. A direct pair validates about
-	// one round trip after the caller starts its checks (130-170 ms in the
+	// only calls that end up relayed pay it. A direct pair validates a few
+	// round trips after the caller starts its checks (50-60 ms in the
 	// in-process lab with 10 ms WAN hops), so 300 ms suffices on an idle
 	// machine with short paths. Real paths are longer (200-300 ms round
 	// trips between continents, a first check lost while a NAT opens), and
-	// on a loaded 2-core runner the real-time lab saw direct pairs through
-	// a symmetric NAT validate after 760 ms. A call that goes through the
-	// relay although a direct path exists is the worse failure, so 1 s.
+	// on a loaded 2-core runner the real-time lab once saw a direct pair
+	// through a symmetric NAT validate after 760 ms (before relay.go took
+	// the TURN permission stalls out of the check loop). A call that goes
+	// through the relay although a direct path exists is the worse
+	// failure, so 1 s.
 	DefaultRelayAcceptanceWait = time.Second
 	// DefaultMaxBindingRequests is how many unanswered checks fail a pair.
 	// At 20 ms pacing, 100 checks keep a pair alive for 2 s, long enough
