@@ -668,14 +668,14 @@ func (s *Stream) handlePacket(b []byte, from net.Addr, now time.Time) {
 
 	var dtmf *DTMF
 	s.recvMu.Lock()
-	s.pktsRecv++
-	s.bytesRecv += uint64(len(b))
 	src := s.sourceLocked(pkt.SSRC, now)
 	if src == nil {
 		s.discarded++
 		s.recvMu.Unlock()
 		return
 	}
+	s.pktsRecv++
+	s.bytesRecv += uint64(len(b))
 	if !src.updateSeq(pkt.SequenceNumber) {
 		s.recvMu.Unlock()
 		return

@@ -476,3 +476,25 @@ func TestSetRemoteMovesSeparateRTCPAddress(t *testing.T) {
 		t.Fatalf("RTCP address after SetRemote = %s, want 127.0.0.2:5001", got)
 	}
 }
+
+func TestSSRCFloodIsBounded(t *testing.T) {
+	c := listenUDP(t)
+	s := newStream(t, Config{PacketConn: c, RTCPInterval: -1, DisableLatching: true})
+	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4000}
+	now := time.Now()
+	for ssrc := uint32(1); ssrc <= 40; ssrc++ {
+		s.handlePacket(rtpBytes(0, 1, 160, ssrc, make([]byte, 160)), from, now)
+	}
+	st := s.Stats()
+	if st.Sources != maxSources || st.Discarded != 40-maxSources || st.PacketsReceived != maxSources {
+		t.Fatalf("after 40 SSRCs: %d sources, %d discarded; want %d and %d", st.Sources, st.Discarded, maxSources, 40-maxSources)
+	}
+	// Once they have been quiet a while, a new source may take a slot and
+	// the totals keep what the evicted one counted.
+	s.handlePacket(rtpBytes(0, 1, 160, 1000, make([]byte, 160)), from, now.Add(6*time.Second))
+	st = s.Stats()
+	if st.Sources != maxSources || st.PacketsReceived != maxSources+1 || st.Discarded != 40-maxSources {
+		t.Fatalf("after eviction: %d sources, %d received, %d discarded; want %d, %d, %d",
+			st.Sources, st.PacketsReceived, st.Discarded, maxSources, maxSources+1, 40-maxSources)
+	}
+}
