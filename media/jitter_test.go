@@ -409,3 +409,43 @@ func TestJitterBufferVeryLatePacketIsNotAResync(t *testing.T) {
 		t.Fatalf("a 3 s late packet: %+v, %d played; want 1 late, no resync, 199 played", st, len(played(heard)))
 	}
 }
+
+func TestJitterBufferHandlesOtherPacketSizes(t *testing.T) {
+	for _, ptime := range []int{10, 30, 60} {
+		n := ptime * SampleRate / 1000
+		jb := NewJitterBuffer(fixedDelay)
+		t0 := time.Unix(0, 0)
+		// The signal is a counter, so the output must continue it exactly.
+		next := int16(0)
+		var out []int16
+		frame := make([]int16, FrameSamples)
+		pkt := make([]int16, n)
+		pkts := 0
+		for ms := 0; ms < 2000; ms++ {
+			if ms%ptime == 0 {
+				for i := range pkt {
+					pkt[i] = next
+					next++
+				}
+				jb.Push(uint16(pkts), uint32(pkts*n), pkt, t0.Add(time.Duration(ms+ptime+2)*time.Millisecond))
+				pkts++
+			}
+			if ms%20 == 5 {
+				if jb.Pop(frame, t0.Add(time.Duration(ms)*time.Millisecond)) == FrameAudio {
+					out = append(out, frame...)
+				}
+			}
+		}
+		if len(out) < 1500*SampleRate/1000 {
+			t.Fatalf("ptime %d: only %d samples played", ptime, len(out))
+		}
+		for i := 1; i < len(out); i++ {
+			if out[i] != out[i-1]+1 {
+				t.Fatalf("ptime %d: discontinuity at %d: %d after %d", ptime, i, out[i], out[i-1])
+			}
+		}
+		if st := jb.Stats(); st.Concealed != 0 || st.Late != 0 {
+			t.Fatalf("ptime %d: %+v", ptime, st)
+		}
+	}
+}
