@@ -48,6 +48,8 @@ type testServer struct {
 	mu        sync.Mutex
 	bindings  map[string]binding
 	registers int
+	failNext  int // answer this many REGISTERs 503
+	lastOK    time.Time
 	stunSeen  int
 	invites   int
 	byes      int
@@ -176,7 +178,15 @@ func (s *testServer) challenge(req *sip.Request, tx sip.ServerTransaction, code 
 func (s *testServer) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	s.registers++
+	fail := s.failNext > 0
+	if fail {
+		s.failNext--
+	}
 	s.mu.Unlock()
+	if fail {
+		tx.Respond(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+		return
+	}
 	user, code := s.checkAuth(req, "Authorization")
 	switch code {
 	case 401:
@@ -207,6 +217,7 @@ func (s *testServer) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	} else {
 		s.bindings[user] = binding{contact: *ct.Address.Clone(), source: req.Source(), transport: req.Transport()}
 	}
+	s.lastOK = time.Now()
 	s.mu.Unlock()
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	if expires > 0 {

@@ -151,6 +151,31 @@ func TestRegistrationIsRefreshedBeforeExpiry(t *testing.T) {
 	})
 }
 
+func TestReRegisterBacksOffAfterFailures(t *testing.T) {
+	s := newTestServer(t)
+	u := newTestUA(t, s, "alice", "udp", func(c *Config) { c.RetryMin, c.RetryMax = 100*time.Millisecond, 400*time.Millisecond })
+	if err := u.Register(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.failNext = 4
+	s.mu.Unlock()
+	start := time.Now()
+	u.flowLost() // force a refresh now
+	var ok time.Time
+	eventually(t, 10*time.Second, "registration after four refusals", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ok = s.lastOK
+		return s.failNext == 0 && ok.After(start)
+	})
+	// Four refusals back off 100, 200, 400 and 400 ms (RetryMax) before
+	// the fifth attempt succeeds.
+	if el := ok.Sub(start); el < 1100*time.Millisecond || el > 3*time.Second {
+		t.Errorf("registered again %v after the first refusal, want about 1.1 s of backoff", el)
+	}
+}
+
 func TestKeepalivesReachTheServer(t *testing.T) {
 	s := newTestServer(t)
 	u := newTestUA(t, s, "alice", "udp", func(c *Config) { c.KeepAlive = 20 * time.Millisecond })
