@@ -292,7 +292,7 @@ func TestStreamCloseIsIdempotentAndStopsGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 3*time.Second, "the stream running", func() bool { return s.Stats().PacketsReceived > 2 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
