@@ -32,7 +32,7 @@ type Server struct {
 	regQueue chan regJob
 	// registerFn is wrap(handleRegister), built once.
 	registerFn sipgo.RequestHandler
-	metrics *serverMetrics
+	metrics    *serverMetrics
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
 
