@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
@@ -437,6 +438,103 @@ func TestPhoneAnswersCallerWithoutICE(t *testing.T) {
 	t.Logf("bob's recording of sipp's echo against what bob played: score %.2f over %d windows, lag %d samples", m.Score, m.Windows, m.Lag)
 	if m.Windows < 4 || m.Score < 0.8 {
 		t.Errorf("the echo sipp sent back does not carry what bob played: score %.2f over %d windows", m.Score, m.Windows)
+	}
+}
+
+// writeRTPPcap writes samples as a pcap of 20 ms PCMU RTP packets over
+// Ethernet/IPv4/UDP, the form sipp's play_pcap_audio replays.
+func writeRTPPcap(t *testing.T, path string, samples []int16) {
+	t.Helper()
+	var b bytes.Buffer
+	le := binary.LittleEndian
+	hdr := make([]byte, 24)
+	le.PutUint32(hdr[0:], 0xa1b2c3d4) // microsecond timestamps
+	le.PutUint16(hdr[4:], 2)
+	le.PutUint16(hdr[6:], 4)
+	le.PutUint32(hdr[16:], 65535)
+	le.PutUint32(hdr[20:], 1) // LINKTYPE_ETHERNET
+	b.Write(hdr)
+	const frame = media.FrameSamples
+	for i := 0; (i+1)*frame <= len(samples); i++ {
+		payload := media.PCMU.Encode(nil, samples[i*frame:(i+1)*frame])
+		rtpPkt := make([]byte, 12, 12+len(payload))
+		rtpPkt[0], rtpPkt[1] = 0x80, 0 // v2, PT 0
+		binary.BigEndian.PutUint16(rtpPkt[2:], uint16(1000+i))
+		binary.BigEndian.PutUint32(rtpPkt[4:], uint32(8000+i*frame))
+		binary.BigEndian.PutUint32(rtpPkt[8:], 0x5eed5eed)
+		rtpPkt = append(rtpPkt, payload...)
+		udp := make([]byte, 8, 8+len(rtpPkt))
+		binary.BigEndian.PutUint16(udp[0:], 40000)
+		binary.BigEndian.PutUint16(udp[2:], 40002)
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(rtpPkt)))
+		udp = append(udp, rtpPkt...)
+		ip := make([]byte, 20, 20+len(udp))
+		ip[0], ip[8], ip[9] = 0x45, 64, 17
+		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(udp)))
+		copy(ip[12:], []byte{127, 0, 0, 1})
+		copy(ip[16:], []byte{127, 0, 0, 1})
+		var sum uint32
+		for j := 0; j < 20; j += 2 {
+			sum += uint32(binary.BigEndian.Uint16(ip[j:]))
+		}
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+		ip = append(ip, udp...)
+		eth := append(make([]byte, 12), 0x08, 0x00)
+		pkt := append(eth, ip...)
+		rec := make([]byte, 16)
+		us := i * 20000
+		le.PutUint32(rec[0:], uint32(us/1e6))
+		le.PutUint32(rec[4:], uint32(us%1e6))
+		le.PutUint32(rec[8:], uint32(len(pkt)))
+		le.PutUint32(rec[12:], uint32(len(pkt)))
+		b.Write(rec)
+		b.Write(pkt)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sipp plays a third-party RTP stream (a pcap made from a WAV) at our
+// phone; what our phone recorded must be that WAV.
+func TestPhoneDecodesRTPFromCallerWithoutICE(t *testing.T) {
+	sipp := phoneSipp(t)
+	bin := phoneBuild(t)
+	s := phoneServe(t, bin, false)
+	dir := t.TempDir()
+	sent := readWAV(t, filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav"))
+	writeRTPPcap(t, filepath.Join(dir, "audio.pcap"), sent)
+	bob := phoneStart(t, "bob", bin, append(s.phoneArgs("bob", dir), "--answer", "--duration", "30s",
+		"--tone", "600", "--record", filepath.Join(dir, "bob.wav"))...)
+	bob.waitFor(t, "registered", 15*time.Second)
+	scenario, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", "uac_plain_rtp_pcap.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
+		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
+		"-mp", strconv.Itoa(phoneFreePort(t)), "-mi", "127.0.0.1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
+		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
+	cmd.Dir = dir // audio.pcap is read from, and logs written to, the working directory
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipp: %v\n%s\nbob:\n%s", err, tailLines(string(out), 30), bob.output())
+	}
+	if err := bob.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("bob: %v\n%s", err, bob.output())
+	}
+	st := readPhoneStats(t, filepath.Join(dir, "bob.json"))
+	t.Logf("bob: route %s, ice %v, remote %s (%s), received %d, lost %d", st.Route, st.ICE, st.RemoteAddr, st.RemoteCandidateType, st.PacketsReceived, st.PacketsLost)
+	m := media.Match(readWAV(t, filepath.Join(dir, "bob.wav")), sent)
+	t.Logf("bob's recording against the WAV in sipp's pcap: score %.2f over %d windows", m.Score, m.Windows)
+	if m.Windows < 4 || m.Score < 0.8 {
+		t.Errorf("bob did not play out sipp's RTP: score %.2f over %d windows", m.Score, m.Windows)
 	}
 }
 
