@@ -29,9 +29,9 @@ import (
 // relayConn below hands pion the same allocation behind a WriteTo that
 // never waits: the first packet to a new peer IP creates the permission
 // on a goroutine of its own and is sent once the permission exists; later
-// packets to that IP are dropped until then (connectivity checks are
-// retransmitted anyway), and an IP the server refused is skipped for
-// refusedRetry before it is tried again. TURN over TCP or TLS stays with
+// packets to that IP are held until then (a few; beyond that dropped, as
+// checks are retransmitted anyway), and an IP the server refused is
+// skipped for refusedRetry before it is tried again. TURN over TCP or TLS stays with
 // pion.
 
 // refusedRetry is how long a peer IP the TURN server refused a permission
@@ -113,7 +113,7 @@ func (s *Session) gatherRelay(ctx context.Context, u *stun.URI, gen uint64) erro
 		_ = release()
 		return fmt.Errorf("relay candidate: %w", err)
 	}
-	conn := &relayConn{PacketConn: alloc, perms: map[string]permState{}, wg: &s.relayWG, log: s.log}
+	conn := &relayConn{PacketConn: alloc, perms: map[string]*permState{}, wg: &s.relayWG, log: s.log}
 	s.mu.Lock()
 	stale := s.relayGen != gen || s.closed.Load()
 	s.mu.Unlock()
@@ -176,10 +176,22 @@ func (s *Session) relayBindAddr(network string) string {
 	return wildcard
 }
 
+// maxQueued bounds the packets held for a peer while its permission is
+// being created; later ones are dropped, as a network may drop them.
+const maxQueued = 8
+
+// queued is a packet held until its peer's permission exists.
+type queued struct {
+	p    []byte
+	addr net.Addr
+}
+
 // permState is what relayConn knows about one peer IP.
 type permState struct {
 	pending bool
 	ok      bool
+	// queue holds packets written while pending.
+	queue []queued
 	// retryAt is when a refused IP may be asked for again.
 	retryAt time.Time
 }
@@ -194,7 +206,7 @@ type relayConn struct {
 	wg *sync.WaitGroup
 
 	mu     sync.Mutex // guards perms and closed
-	perms  map[string]permState
+	perms  map[string]*permState
 	closed bool
 }
 
@@ -211,31 +223,50 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	}
 	st := c.perms[key]
 	switch {
-	case st.ok:
+	case st != nil && st.ok:
 		c.mu.Unlock()
 		return c.PacketConn.WriteTo(p, addr)
-	case st.pending, time.Now().Before(st.retryAt):
-		// Dropped, as the network may drop any datagram: the permission
-		// is on its way, or the server refused this peer a moment ago.
+	case st != nil && st.pending:
+		// Held until the permission exists; beyond maxQueued, dropped.
+		if len(st.queue) < maxQueued {
+			st.queue = append(st.queue, queued{append([]byte(nil), p...), addr})
+		}
+		c.mu.Unlock()
+		return len(p), nil
+	case st != nil && time.Now().Before(st.retryAt):
+		// The server refused this peer a moment ago: dropped.
 		c.mu.Unlock()
 		return len(p), nil
 	}
-	c.perms[key] = permState{pending: true}
+	st = &permState{pending: true}
+	c.perms[key] = st
 	c.wg.Add(1)
 	c.mu.Unlock()
-	pkt := append([]byte(nil), p...)
+	first := queued{append([]byte(nil), p...), addr}
 	go func() {
 		defer c.wg.Done()
 		// The TURN client creates the permission, then sends.
-		_, err := c.PacketConn.WriteTo(pkt, addr)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if err != nil {
-			c.perms[key] = permState{retryAt: time.Now().Add(refusedRetry)}
+		if _, err := c.PacketConn.WriteTo(first.p, first.addr); err != nil {
+			c.mu.Lock()
+			c.perms[key] = &permState{retryAt: time.Now().Add(refusedRetry)}
+			c.mu.Unlock()
 			c.log.Debug("TURN permission refused or failed", "peer", key, "err", err)
 			return
 		}
-		c.perms[key] = permState{ok: true}
+		for {
+			c.mu.Lock()
+			q := st.queue
+			st.queue = nil
+			if len(q) == 0 {
+				st.pending, st.ok = false, true
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			for _, m := range q {
+				_, _ = c.PacketConn.WriteTo(m.p, m.addr)
+			}
+		}
 	}()
 	return len(p), nil
 }

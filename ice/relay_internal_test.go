@@ -45,7 +45,7 @@ func (c *blockingConn) got() []string {
 func TestRelayConnNeverBlocksOnPermissions(t *testing.T) {
 	inner := &blockingConn{release: make(chan struct{}), refuse: map[string]bool{"10.0.0.9": true}}
 	var wg sync.WaitGroup
-	c := &relayConn{PacketConn: inner, perms: map[string]permState{}, wg: &wg, log: slog.New(slog.DiscardHandler)}
+	c := &relayConn{PacketConn: inner, perms: map[string]*permState{}, wg: &wg, log: slog.New(slog.DiscardHandler)}
 	peer := &net.UDPAddr{IP: net.ParseIP("198.51.100.7"), Port: 4000}
 	private := &net.UDPAddr{IP: net.ParseIP("10.0.0.9"), Port: 4000}
 
@@ -66,22 +66,22 @@ func TestRelayConnNeverBlocksOnPermissions(t *testing.T) {
 	}
 	close(inner.release) // the permissions come back: one granted, one refused
 	wg.Wait()
-	// The first packet went out once permitted; the second was dropped
-	// while the permission was pending.
-	if got := inner.got(); len(got) != 1 || got[0] != "first" {
-		t.Fatalf("sent %q, want only the first packet", got)
+	// The first packet went out once permitted, then the one held while
+	// the permission was pending, in order.
+	if got := inner.got(); len(got) != 2 || got[0] != "first" || got[1] != "second" {
+		t.Fatalf("sent %q, want first and second", got)
 	}
 	if _, err := c.WriteTo([]byte("third"), peer); err != nil {
 		t.Fatal(err)
 	}
-	if got := inner.got(); len(got) != 2 || got[1] != "third" {
+	if got := inner.got(); len(got) != 3 || got[2] != "third" {
 		t.Fatalf("sent %q after the permission, want third passed straight through", got)
 	}
 	// The refused IP is skipped, not retried at once.
 	_, _ = c.WriteTo([]byte("again"), private)
 	wg.Wait()
 	c.mu.Lock()
-	st := c.perms["10.0.0.9"]
+	st := *c.perms["10.0.0.9"]
 	c.mu.Unlock()
 	if st.ok || st.pending || !st.retryAt.After(time.Now()) {
 		t.Fatalf("refused peer state %+v", st)
