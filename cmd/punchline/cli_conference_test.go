@@ -79,9 +79,9 @@ func readConfStats(t *testing.T, path string) conference.Stats {
 	return st
 }
 
-// checkTones asserts, in each of the last n whole seconds of the
-// recording (before its final half second, when phones hang up), that the
-// tones of `hear` are there and those of `silent` are not. One-second
+// checkTones asserts, over the last n whole seconds of the recording
+// (before its final half second, when phones hang up), that the tones of
+// `hear` are there and those of `silent` are not. One-second
 // windows: the jitter buffer's occasional frame insertions and cuts break
 // a tone's phase, which a longer Goertzel window would average away.
 // Counted from the end because a recording is shorter than the wall-clock
@@ -101,17 +101,22 @@ func checkTones(t *testing.T, who, path string, n int, hear, silent map[string]f
 	for _, f := range silent {
 		freqs = append(freqs, f)
 	}
+	count := map[float64]int{}
 	for sec := 0; sec < n; sec++ {
-		got := media.DetectTones(s[sec*media.SampleRate:(sec+1)*media.SampleRate], freqs, 0)
-		for u, f := range hear {
-			if !slices.Contains(got, f) {
-				t.Errorf("%s does not hear %s's %v Hz in second %d (heard %v)", who, u, f, sec, got)
-			}
+		for _, f := range media.DetectTones(s[sec*media.SampleRate:(sec+1)*media.SampleRate], freqs, 0) {
+			count[f]++
 		}
-		for u, f := range silent {
-			if slices.Contains(got, f) {
-				t.Errorf("%s hears %s's %v Hz in second %d, which it must not (heard %v)", who, u, f, sec, got)
-			}
+	}
+	// Heard in all but at most one second (a loaded machine may stall a
+	// stream for a moment); the silent ones in none.
+	for u, f := range hear {
+		if count[f] < n-1 {
+			t.Errorf("%s does not hear %s's %v Hz: detected in %d of the last %d s", who, u, f, count[f], n)
+		}
+	}
+	for u, f := range silent {
+		if count[f] > 0 {
+			t.Errorf("%s hears %s's %v Hz, which it must not: detected in %d of the last %d s", who, u, f, count[f], n)
 		}
 	}
 }

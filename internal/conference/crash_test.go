@@ -41,9 +41,9 @@ func TestCrashedParticipantLeavesRostersWithinTenSeconds(t *testing.T) {
 		}
 		t.Logf("%s dropped dan %v after the crash", p.User, time.Since(crashed).Round(100*time.Millisecond))
 	}
-	// The rest continue: two seconds later, each hears the other two and
-	// no trace of dan.
-	time.Sleep(2 * time.Second)
+	// The rest continue: three and a half seconds later, each hears the
+	// other two and no trace of dan.
+	time.Sleep(3500 * time.Millisecond)
 	for _, p := range rest {
 		var others []string
 		for _, q := range rest {
@@ -51,7 +51,7 @@ func TestCrashedParticipantLeavesRostersWithinTenSeconds(t *testing.T) {
 				others = append(others, q.User)
 			}
 		}
-		checkHears(t, p, tones, others, time.Second)
+		checkHears(t, p, tones, others)
 		present := 0
 		for _, ps := range p.Engine.Stats().Peers {
 			switch {

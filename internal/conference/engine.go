@@ -748,8 +748,9 @@ func (e *Engine) mediaLoop() {
 	defer e.wg.Done()
 	// A deadline clock rather than a Ticker: a Ticker drops ticks when the
 	// loop runs late (a busy machine), and every dropped tick would be a
-	// lost packet on every leg. Late ticks are caught up, a few at most;
-	// after a longer stall the clock jumps, as a sound card would.
+	// lost packet on every leg. Late ticks are caught up, up to 200 ms
+	// (the peers' jitter buffers absorb the burst); after a longer stall
+	// the clock jumps, as a sound card would.
 	const frame = 20 * time.Millisecond
 	next := time.Now()
 	timer := time.NewTimer(0)
@@ -768,7 +769,7 @@ func (e *Engine) mediaLoop() {
 		case <-timer.C:
 		}
 		next = next.Add(frame)
-		if late := time.Since(next); late > 5*frame {
+		if late := time.Since(next); late > 10*frame {
 			next = time.Now().Add(frame)
 		}
 		timer.Reset(time.Until(next))
