@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func runTests(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "lab: deleted %d stale namespaces of an interrupted run\n", len(gone))
 		}
 		cancel()
+		sweepBuildDirs()
 	}
 	// An interrupt must not leave namespaces behind: tear every lab down,
 	// then exit as the signal would have.
@@ -105,4 +107,18 @@ func newLab(t testing.TB, cfg Config) *Lab {
 		}
 	})
 	return l
+}
+
+// sweepBuildDirs removes binaries built by earlier runs of this test that
+// were killed before they could clean up (the directory names carry the
+// pid, as the namespaces do).
+func sweepBuildDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "punchline-lab-bin-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "punchline-lab-bin-%d-", &pid); err != nil || processAlive(pid) {
+			continue
+		}
+		os.RemoveAll(d)
+	}
 }

@@ -211,7 +211,7 @@ var (
 func punchlineBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "punchline-lab-bin-")
+		buildDir, buildErr = os.MkdirTemp("", fmt.Sprintf("punchline-lab-bin-%d-", os.Getpid()))
 		if buildErr != nil {
 			return
 		}
