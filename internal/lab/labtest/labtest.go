@@ -14,9 +14,11 @@ package labtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -35,6 +37,7 @@ func Main(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "labtest: sweeping stale namespaces: %v\n", err)
 		}
 		cancel()
+		sweepToolDirs()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -118,7 +121,7 @@ func (c *toolCache) get(t testing.TB, name string, build func(context.Context, s
 		return p
 	}
 	if c.dir == "" {
-		d, err := os.MkdirTemp("", "punchline-labtest-")
+		d, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", toolDirPrefix, os.Getpid()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,5 +143,24 @@ func (c *toolCache) cleanup() {
 	if c.dir != "" {
 		os.RemoveAll(c.dir)
 		c.dir, c.built = "", nil
+	}
+}
+
+// toolDirPrefix starts the directory the tools are built in; the pid
+// follows, so a killed run's directory can be told from a live one's.
+const toolDirPrefix = "punchline-labtest-"
+
+// sweepToolDirs removes tool directories of test processes that are gone.
+func sweepToolDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), toolDirPrefix+"*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), toolDirPrefix+"%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue
+		}
+		os.RemoveAll(d)
 	}
 }
