@@ -89,16 +89,21 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("phone", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: punchline phone --server HOST:PORT --user NAME --password P (--call TARGET | --answer) [flags]")
+		fmt.Fprintln(stderr, "usage: punchline phone --server HOST:PORT --user NAME --password P (--call TARGET | --answer | --join ROOM) [flags]")
 		fs.PrintDefaults()
 	}
 	var f phoneFlags
 	bindPhoneFlags(fs, &f)
+	var j joinFlags
+	bindJoinFlags(fs, &j) // conference flags, cmd/punchline/join.go
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if j.room != "" {
+		return runJoin(ctx, &f, &j, stdout, stderr)
+	}
 	if (f.call == "") == !f.answer {
-		fmt.Fprintln(stderr, "punchline phone: give exactly one of --call TARGET or --answer")
+		fmt.Fprintln(stderr, "punchline phone: give exactly one of --call TARGET, --answer or --join ROOM")
 		return errUsage
 	}
 	if f.play != "" && f.tone != 0 {

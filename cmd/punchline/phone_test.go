@@ -355,7 +355,7 @@ func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 		{"wrong password", []string{"phone", "--server", s.sip, "--user", "alice", "--password", "nope", "--call", "bob"}, "register alice@127.0.0.1"},
 		{"no such user", append(s.phoneArgs("alice", dir), "--call", "nobody"), "no such user"},
 		{"user offline", append(s.phoneArgs("alice", dir), "--call", "carol"), "user offline"},
-		{"no call mode", []string{"phone", "--server", s.sip, "--user", "alice", "--password", "x"}, "--call TARGET or --answer"},
+		{"no call mode", []string{"phone", "--server", s.sip, "--user", "alice", "--password", "x"}, "--call TARGET, --answer or --join ROOM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -139,8 +139,13 @@ func (c *Config) iceServers() ([]ice.Server, error) {
 	return out, nil
 }
 
-// iceConfig completes cfg.ICE for one session.
-func (c *Config) iceConfig(serverIP net.IP) (ice.Config, error) {
+// ICEConfig completes cfg.ICE for one session: the STUN/TURN servers (the
+// overrides, or the server's own relay with the SIP credentials), the
+// policy, the network and the host-address filter (only LocalIP if set;
+// only loopback when the server is reached over loopback on the real
+// network, since both phones then run on this host). serverIP is the SIP
+// server's resolved address; nil skips the loopback rule.
+func (c *Config) ICEConfig(serverIP net.IP) (ice.Config, error) {
 	ic := c.ICE
 	servers, err := c.iceServers()
 	if err != nil {

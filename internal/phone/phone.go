@@ -86,7 +86,7 @@ type MediaOptions struct {
 // servers and policy, local address and network. The conference helper
 // runs one per participant.
 func (p *Phone) NewLeg(opts MediaOptions, controlling bool) (*Leg, error) {
-	ic, err := p.cfg.iceConfig(p.serverIP)
+	ic, err := p.cfg.ICEConfig(p.serverIP)
 	if err != nil {
 		return nil, err
 	}

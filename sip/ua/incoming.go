@@ -206,11 +206,26 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.end(err)
 		return
 	}
+	// Hand the call over; if MaxCalls calls already wait to be taken, give
+	// Accept a moment (several INVITEs may arrive together, as when every
+	// newcomer to a conference calls every earlier participant) before
+	// answering busy.
+	handoff := time.NewTimer(2 * time.Second)
 	select {
 	case u.incoming <- ic:
-	default:
-		// Nobody is taking calls, or one is already waiting to be taken.
+		handoff.Stop()
+	case <-handoff.C:
 		_ = ic.Reject(486, "Busy Here")
+		return
+	case <-tx.Done():
+		handoff.Stop()
+		markCanceled()
+		ic.decide.Do(func() { close(ic.decided) })
+		c.end(ErrCanceled)
+		return
+	case <-u.ctx.Done():
+		handoff.Stop()
+		_ = ic.Reject(480, "Temporarily Unavailable")
 		return
 	}
 	// sipgo ends the transaction when this handler returns, so stay until

@@ -60,7 +60,7 @@ func New(cfg Config) (*UA, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("subsystem", "sip-ua", "user", cfg.User),
 		net:        cfg.Net,
-		incoming:   make(chan *IncomingCall, 1),
+		incoming:   make(chan *IncomingCall, min(cfg.MaxCalls, 64)),
 		calls:      map[string]*Call{},
 		keepaliveC: make(chan struct{}, 1),
 		kaReset:    make(chan struct{}, 1),
