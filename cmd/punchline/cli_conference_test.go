@@ -293,3 +293,71 @@ func TestCLIKilledParticipantLeavesRoster(t *testing.T) {
 		}
 	}
 }
+
+// Done means 3 through the CLI: sipp, a plain SIP phone without ICE,
+// calls the room URI on `punchline serve` while two `punchline phone
+// --join` participants talk. sipp echoes the RTP it receives, so ann
+// hearing her own tone means the room's mix reached sipp and sipp's audio
+// reached the room.
+func TestCLIPlainPhoneJoinsRoomByInvite(t *testing.T) {
+	sipp := needTool(t, "sipp")
+	bin := phoneBuild(t)
+	needJoin(t, bin)
+	users := []string{"ann", "ben", "carl"}
+	tones := map[string]float64{"ann": 440, "ben": 620}
+	srv := confServe(t, bin, users)
+	dir := t.TempDir()
+	procs := map[string]*phoneProc{}
+	for _, u := range []string{"ann", "ben"} {
+		procs[u] = phoneStart(t, u, bin, srv.joinArgs(u, "plain", dir, tones[u], 10*time.Second)...)
+	}
+	for _, u := range []string{"ann", "ben"} {
+		waitLegs(t, procs[u], 1, 10*time.Second)
+	}
+	scen, err := filepath.Abs("../../internal/conference/testdata/sipp_room_bridge.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(srv.sip, ":")
+	joined := time.Now()
+	out, err := exec.Command(sipp, host+":"+port, "-sf", scen, "-s", "room-plain", "-key", "caller", "carl",
+		"-au", "carl", "-ap", "carl-pw", "-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(phoneFreePort(t)), "-rtp_echo",
+		"-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipp: %v\n%s", err, tailLines(string(out), 40))
+	}
+	inRoom := time.Since(joined)
+	bridged := metricSum(t, srv.http, "punchline_conference_media_bytes_all_total")
+	for _, u := range []string{"ann", "ben"} {
+		if err := procs[u].wait(t, 30*time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", u, err, tailLines(procs[u].output(), 30))
+		}
+	}
+	if bridged == 0 {
+		t.Errorf("the bridge carried media but /metrics counts 0 bytes")
+	}
+	st := readConfStats(t, filepath.Join(dir, "ann.json"))
+	var carl *conference.PeerStats
+	for i := range st.Peers {
+		if st.Peers[i].User == "carl" {
+			carl = &st.Peers[i]
+		}
+	}
+	if carl == nil || carl.Route != conference.RouteForwarded || carl.Via != "server" || carl.RTPPacketsReceived < 100 {
+		t.Errorf("ann's stats for carl: %+v", carl)
+	}
+	// sipp was in the room for about inRoom (5 s) from about 1 s into
+	// ann's recording: look at its middle three seconds.
+	s := readWAV(t, filepath.Join(dir, "ann.wav"))
+	from := int((time.Second + inRoom/2 - 1500*time.Millisecond).Seconds())
+	echo := 0
+	for sec := from; sec < from+3 && (sec+1)*media.SampleRate <= len(s); sec++ {
+		if slices.Contains(media.DetectTones(s[sec*media.SampleRate:(sec+1)*media.SampleRate], []float64{440}, 0), 440) {
+			echo++
+		}
+	}
+	if echo < 2 {
+		t.Errorf("ann heard her own tone back through sipp in %d of 3 s: audio did not go both ways through the bridge", echo)
+	}
+}
