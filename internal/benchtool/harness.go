@@ -142,6 +142,11 @@ func (c *Config) validate() error {
 	}
 	if c.PunchlineEnv == nil {
 		c.PunchlineEnv = []string{"PUNCHLINE_SIP_RATE_LIMIT=off"}
+		// Newer serve binaries take it as a flag too; pass it when offered.
+		help, _ := exec.Command(c.PunchlineBin, "serve", "-h").CombinedOutput()
+		if strings.Contains(string(help), "-sip-rate-limit") {
+			c.PunchlineArgs = append(c.PunchlineArgs, "--sip-rate-limit=-1")
+		}
 	}
 	var err error
 	for _, t := range []struct {
@@ -239,20 +244,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			f := Figure{Name: "authenticated REGISTER rate", Unit: "REGISTER/s", HigherIsBetter: true, Reference: kamName,
 				Note: "highest rate with 0 failed and 0 retransmitted REGISTERs (401 then 200, sipp, " +
 					fmt.Sprint(cfg.ProbeSeconds) + " s probes on a freshly started server, doubling then 3 bisections, a failing probe re-run once)"}
-			h.alternate(ctx, &f, pl, kam, "register", func(ctx context.Context, srv Server, start float64) (float64, error) {
-				p, err := h.registerRate(ctx, srv, start)
-				return p.Achieved, err
-			})
-			rep.Figures = append(rep.Figures, f)
+			eff := Figure{Name: "server CPU per 1,000 REGISTERs at 1,000/s", Unit: "CPU s", Reference: kamName,
+				Note: "user+system time of the server's processes (/proc/PID/stat) over a 1,000/s probe, per 1,000 completed registrations"}
+			h.alternate(ctx, &f, &eff, pl, kam, "register", 1000, h.registerProbe, h.registerRate)
+			rep.Figures = append(rep.Figures, f, eff)
 		case LoadCalls:
 			f := Figure{Name: "calls through the proxy", Unit: "calls/s", HigherIsBetter: true, Reference: kamName,
 				Note: "INVITE (407, ACK, INVITE with credentials) 180 200 ACK BYE 200 between sipp UAC and a registered sipp UAS, " +
 					"highest rate with 0 failed calls and 0 retransmissions, searched as for REGISTER"}
-			h.alternate(ctx, &f, pl, kam, "calls", func(ctx context.Context, srv Server, start float64) (float64, error) {
-				p, err := h.callRate(ctx, srv, start)
-				return p.Achieved, err
-			})
-			rep.Figures = append(rep.Figures, f)
+			eff := Figure{Name: "server CPU per 1,000 calls at 200/s", Unit: "CPU s", Reference: kamName,
+				Note: "as for REGISTER, over a 200 calls/s probe, per 1,000 completed calls"}
+			h.alternate(ctx, &f, &eff, pl, kam, "calls", 200, h.callProbe, h.callRate)
+			rep.Figures = append(rep.Figures, f, eff)
 		case LoadRelay:
 			rate := Figure{Name: "TURN relay, packets received back", Unit: "packets/s", HigherIsBetter: true, Reference: cotName,
 				Note: "turnutils_uclient " + strings.Join(cfg.UclientArgs, " ") + " to turnutils_peer; steady receive rate"}
@@ -321,35 +324,47 @@ func (h *harness) withServer(ctx context.Context, srv Server, fn func(ctx contex
 	return fn(ctx)
 }
 
-// alternate runs a rate search in rounds: punchline, reference,
-// punchline, reference… (each probe on a freshly started server). A server's
-// later rounds start their search at its previous result, which saves
-// the probes far below it.
-func (h *harness) alternate(ctx context.Context, f *Figure, pl, ref Server, load string,
-	search func(ctx context.Context, srv Server, start float64) (float64, error)) {
+// alternate runs a load in rounds: punchline, reference, punchline,
+// reference… (each probe on a freshly started server). Each round first
+// offers the fixed rate effRate and records the server's CPU time per
+// 1,000 completed calls (eff; a figure that does not depend on how much
+// CPU the machine's other tenants leave over), then searches the highest
+// clean rate (f). A server's later rounds start their search at its
+// previous result, which saves the probes far below it.
+func (h *harness) alternate(ctx context.Context, f, eff *Figure, pl, ref Server, load string, effRate float64,
+	probe func(Server) ProbeFunc, search func(ctx context.Context, srv Server, start float64) (Probe, error)) {
 	starts := map[string]float64{}
 	for round := 0; round < h.cfg.Rounds; round++ {
 		for i, srv := range []Server{pl, ref} {
+			e := math.NaN()
+			if p, err := probe(srv)(ctx, effRate); err != nil {
+				h.logf("  %s %s at %.0f/s round %d: %v", srv.Name(), load, effRate, round+1, err)
+				eff.Note += fmt.Sprintf("; %s round %d failed: %v", srv.Name(), round+1, err)
+			} else if p.Completed > 0 {
+				e = p.ServerCPU.Seconds() * 1000 / float64(p.Completed)
+				if !p.Clean {
+					eff.Note += fmt.Sprintf("; %s round %d: %s", srv.Name(), round+1, p.Detail)
+				}
+			}
 			v := math.NaN()
 			h.profiling = round == 0
-			r, err := search(ctx, srv, starts[srv.Name()])
+			p, err := search(ctx, srv, starts[srv.Name()])
 			h.profiling = false
-			if err == nil {
-				v = r
-			}
 			if err != nil {
 				h.logf("  %s %s round %d: %v", srv.Name(), load, round+1, err)
 				f.Note += fmt.Sprintf("; %s round %d failed: %v", srv.Name(), round+1, err)
 			} else {
-				h.logf("  %s %s round %d: %.0f %s", srv.Name(), load, round+1, v, f.Unit)
+				v = p.Achieved
+				h.logf("  %s %s round %d: %.0f %s (server CPU %.2f s, load tool CPU %.2f s at that rate)",
+					srv.Name(), load, round+1, v, f.Unit, p.ServerCPU.Seconds(), p.LoadCPU.Seconds())
 				if v > 0 {
 					starts[srv.Name()] = v
 				}
 			}
 			if i == 0 {
-				f.Punchline = append(f.Punchline, v)
+				f.Punchline, eff.Punchline = append(f.Punchline, v), append(eff.Punchline, e)
 			} else {
-				f.Ref = append(f.Ref, v)
+				f.Ref, eff.Ref = append(f.Ref, v), append(eff.Ref, e)
 			}
 		}
 	}

@@ -95,6 +95,9 @@ func (h *harness) runSipp(ctx context.Context, job sippJob) (SippStats, error) {
 		// Killed at the time limit: whatever had not finished failed.
 		st.Failed += st.Created - st.Successful - st.Failed
 	}
+	if cmd.ProcessState != nil {
+		st.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	var exitErr *exec.ExitError
 	if runErr != nil && !errors.As(runErr, &exitErr) {
 		return st, fmt.Errorf("sipp %s: %w", job.name, runErr)
@@ -128,6 +131,10 @@ func (h *harness) registerProbe(srv Server) ProbeFunc {
 
 // registerOnce offers rate REGISTER/s for ProbeSeconds to a running srv.
 func (h *harness) registerOnce(ctx context.Context, srv Server, rate float64) (Probe, error) {
+	cpu0, err := CPUTime(srv.PIDs())
+	if err != nil {
+		return Probe{}, err
+	}
 	st, err := h.runSipp(ctx, sippJob{
 		name: srv.Name() + "-register-" + strconv.Itoa(int(rate)), scenario: h.scenario("register.xml"),
 		inf: h.usersCSV, keys: map[string]string{"domain": h.cfg.Realm, "expires": "3600"},
@@ -136,9 +143,23 @@ func (h *harness) registerOnce(ctx context.Context, srv Server, rate float64) (P
 	if err != nil {
 		return Probe{}, err
 	}
-	p := Probe{Achieved: st.CallRate, Clean: st.Clean() && st.CallRate >= 0.9*rate, Detail: st.String()}
-	h.logf("  %s REGISTER %5.0f/s: clean=%v %s", srv.Name(), rate, p.Clean, st)
-	return p, nil
+	p, err := h.probeResult(srv, rate, st, cpu0)
+	h.logf("  %s REGISTER %5.0f/s: clean=%v %s; server CPU %.2f s, sipp CPU %.2f s", srv.Name(), rate, p.Clean, st, p.ServerCPU.Seconds(), p.LoadCPU.Seconds())
+	return p, err
+}
+
+// probeResult judges a sipp run: clean when every call completed without
+// retransmission and sipp kept up with the rate. cpu0 is the server's CPU
+// time before the run.
+func (h *harness) probeResult(srv Server, rate float64, st SippStats, cpu0 time.Duration) (Probe, error) {
+	cpu1, err := CPUTime(srv.PIDs())
+	if err != nil {
+		return Probe{}, err
+	}
+	return Probe{
+		Achieved: st.CallRate, Clean: st.Clean() && st.CallRate >= 0.9*rate, Detail: st.String(),
+		Completed: st.Successful, ServerCPU: cpu1 - cpu0, LoadCPU: st.CPU,
+	}, nil
 }
 
 // probeCalls is the number of calls for one probe at rate: ProbeSeconds
@@ -153,14 +174,18 @@ func (h *harness) registerRate(ctx context.Context, srv Server, start float64) (
 	return best, err
 }
 
-// callRate runs load 2: the highest clean call rate.
-func (h *harness) callRate(ctx context.Context, srv Server, start float64) (Probe, error) {
-	probe := func(ctx context.Context, rate float64) (Probe, error) {
+// callProbe offers rate calls/s for ProbeSeconds to a fresh srv.
+func (h *harness) callProbe(srv Server) ProbeFunc {
+	return func(ctx context.Context, rate float64) (Probe, error) {
 		return h.freshProbe(ctx, srv, "calls", rate, func(ctx context.Context) (Probe, error) {
 			return h.callsOnce(ctx, srv, rate)
 		})
 	}
-	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate, Min: 50, Confirm: true}, probe)
+}
+
+// callRate runs load 2: the highest clean call rate.
+func (h *harness) callRate(ctx context.Context, srv Server, start float64) (Probe, error) {
+	best, _, err := SearchRate(ctx, SearchConfig{Start: start, Max: h.cfg.MaxRate, Min: 50, Confirm: true}, h.callProbe(srv))
 	return best, err
 }
 
@@ -194,6 +219,10 @@ func (h *harness) callsOnce(ctx context.Context, srv Server, rate float64) (Prob
 	defer uas.stop(2 * time.Second) //nolint:errcheck // the UAS runs until told to stop.
 	// The UAS binds its port at once; a short pause covers its start-up.
 	sleepCtx(ctx, 200*time.Millisecond)
+	cpu0, err := CPUTime(srv.PIDs())
+	if err != nil {
+		return Probe{}, err
+	}
 	st, err = h.runSipp(ctx, sippJob{
 		name: srv.Name() + "-calls-" + strconv.Itoa(int(rate)), scenario: h.scenario("call_uac.xml"),
 		inf: h.callsCSV, keys: map[string]string{"domain": h.cfg.Realm},
@@ -208,9 +237,9 @@ func (h *harness) callsOnce(ctx context.Context, srv Server, rate float64) (Prob
 	if uas.exited() {
 		return Probe{}, fmt.Errorf("sipp UAS exited (see %s)", uas.log.Name())
 	}
-	p := Probe{Achieved: st.CallRate, Clean: st.Clean() && st.CallRate >= 0.9*rate, Detail: st.String()}
-	h.logf("  %s calls %5.0f/s: clean=%v %s", srv.Name(), rate, p.Clean, st)
-	return p, nil
+	p, err := h.probeResult(srv, rate, st, cpu0)
+	h.logf("  %s calls %5.0f/s: clean=%v %s; server CPU %.2f s, sipp CPU %.2f s", srv.Name(), rate, p.Clean, st, p.ServerCPU.Seconds(), p.LoadCPU.Seconds())
+	return p, err
 }
 
 // relayResult is load 3's outcome for one run.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 )
 
 // Probe is the outcome of offering one rate to a server.
@@ -17,6 +18,11 @@ type Probe struct {
 	Clean bool
 	// Detail is a one-line account for the log.
 	Detail string
+	// Completed is how many calls (or registrations) completed.
+	Completed int
+	// ServerCPU and LoadCPU are the CPU time the server and the load
+	// generator used over the probe.
+	ServerCPU, LoadCPU time.Duration
 }
 
 // ProbeFunc offers one rate and reports what happened. An error means the

@@ -30,6 +30,9 @@ type SippStats struct {
 	// DeadCallMsgs counts messages for calls already ended (late
 	// retransmissions, or a response after the call gave up).
 	DeadCallMsgs int
+	// CPU is the CPU time sipp itself used. It is not in the file; the
+	// harness fills it in from the process state.
+	CPU time.Duration
 }
 
 // Clean reports whether the run completed every call it created, none
