@@ -155,7 +155,7 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// --answer by --duration from the start.
 	deadline := f.duration
 	if f.call != "" {
-		deadline += 30 * time.Second
+		deadline += ringTimeout + 15*time.Second // ringing, registering, hanging up
 	}
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
@@ -173,7 +173,11 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var call *phone.Call
 	if f.call != "" {
 		fmt.Fprintf(stderr, "calling %s ...\n", f.call)
-		call, err = p.Call(ctx, f.call, opts)
+		// Ringing and connecting get their own bound, apart from the
+		// call's --duration.
+		setupCtx, setupCancel := context.WithTimeout(ctx, ringTimeout)
+		call, err = p.Call(setupCtx, f.call, opts)
+		setupCancel()
 	} else {
 		fmt.Fprintln(stderr, "waiting for a call ...")
 		call, err = p.Answer(ctx, opts)
@@ -255,6 +259,10 @@ loop:
 	}
 	return nil
 }
+
+// ringTimeout bounds an outgoing call from INVITE to connected media, like
+// a phone that stops ringing after half a minute.
+const ringTimeout = 30 * time.Second
 
 func routeWord(route string, ice bool) string {
 	if route == "" {

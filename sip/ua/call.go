@@ -338,12 +338,12 @@ func (u *UA) inviteTransaction(ctx context.Context, req *sip.Request, onProgress
 				if res.IsSuccess() {
 					u.ackAndBye(req, res)
 				}
-				return nil, fmt.Errorf("%w: %v", ErrCanceled, ctx.Err())
+				return nil, gaveUp(ctx)
 			}
 			return res, nil
 		case <-tx.Done():
 			if canceled {
-				return nil, fmt.Errorf("%w: %v", ErrCanceled, ctx.Err())
+				return nil, gaveUp(ctx)
 			}
 			if err := tx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
 				return nil, err
@@ -361,9 +361,18 @@ func (u *UA) inviteTransaction(ctx context.Context, req *sip.Request, onProgress
 				cancelDeadline = time.After(2 * time.Second)
 			}
 		case <-cancelDeadline:
-			return nil, fmt.Errorf("%w: %v", ErrCanceled, ctx.Err())
+			return nil, gaveUp(ctx)
 		}
 	}
+}
+
+// gaveUp is the error of an INVITE we canceled because ctx ended: a
+// deadline reads as no answer, anything else as canceled.
+func gaveUp(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: nobody answered in time (canceled)", ErrTimeout)
+	}
+	return fmt.Errorf("%w: %v", ErrCanceled, ctx.Err())
 }
 
 // sendCancel sends CANCEL for req in its own transaction (§9.1): same
