@@ -87,10 +87,13 @@ run_rate() {
 	local rc=0
 	(cd "$d" && timeout $((duration * 4 + 30)) sipp -nostdin -sf "$here/testdata/sipp/register_auth.xml" \
 		-inf "$3" -i 127.0.0.1 -p "$port" -t u1 -r "$rate" -m "$n" -l $((rate * 2)) \
-		-timeout $((duration * 3 + 20))s -trace_stat -stf stat.csv -fd 1 "$target" >out.txt 2>&1) || rc=$?
+		-timeout $((duration * 3 + 20))s -trace_stat -stf stat.csv -fd 1 -trace_err "$target" >out.txt 2>&1) || rc=$?
 	local stat; stat=$(tail -n 1 "$d/stat.csv" 2>/dev/null || true)
 	local head; head=$(head -n 1 "$d/stat.csv" 2>/dev/null || true)
 	if [ -z "$stat" ]; then echo "fail no-stats(rc=$rc)"; return; fi
+	# On failure, show what sipp complained about (first lines of its error
+	# trace) on stderr.
+	if [ "$rc" != 0 ]; then cat "$d"/*errors* 2>/dev/null | head -n 5 | cut -c1-200 >&2 || true; fi
 	python3 - "$head" "$stat" "$n" "$rc" "$rate" <<'PY'
 import sys
 head=sys.argv[1].split(';'); row=sys.argv[2].split(';'); n=int(sys.argv[3]); rc=int(sys.argv[4])

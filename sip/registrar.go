@@ -260,9 +260,11 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 		}
 		return keep, true
 	})
-	if outOfOrder && len(changes) <= 1 {
-		s.reply(req, tx, 400, "Bad Request", "CSeq not higher than the binding's: out of order REGISTER")
-		return
+	if outOfOrder {
+		// §10.3 step 7 leaves the binding alone; answering with the
+		// current bindings (rather than an error) is what a late
+		// retransmission's sender can use.
+		s.log.Debug("out-of-order REGISTER left bindings unchanged", "aor", aor, "cseq", cseq)
 	}
 
 	res := siplib.NewResponseFromRequest(req, 200, "OK", nil)
