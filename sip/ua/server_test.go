@@ -51,6 +51,7 @@ type testServer struct {
 	failNext  int // answer this many REGISTERs 503
 	lastOK    time.Time
 	stunSeen  int
+	crlfSeen  int
 	invites   int
 	byes      int
 	reinvites int
@@ -83,6 +84,11 @@ func newTestServer(t *testing.T, algorithms ...string) *testServer {
 				s.stunSeen++
 				s.mu.Unlock()
 				return nil, nil
+			}
+			if p.Transport == "TCP" && strings.Trim(string(data), "\r\n") == "" {
+				s.mu.Lock()
+				s.crlfSeen++
+				s.mu.Unlock()
 			}
 			return data, nil
 		})),

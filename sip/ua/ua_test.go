@@ -189,7 +189,23 @@ func TestKeepalivesReachTheServer(t *testing.T) {
 	})
 }
 
-func TestReInviteAfterBrokenFlowRegistersAgain(t *testing.T) {
+func TestTCPKeepalivesAreCRLF(t *testing.T) {
+	s := newTestServer(t)
+	u := newTestUA(t, s, "alice", "tcp", func(c *Config) { c.KeepAlive = 20 * time.Millisecond })
+	if err := u.Register(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "CRLF keepalives on the TCP flow", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.crlfSeen >= 2
+	})
+	if !u.Registered() {
+		t.Error("keepalives broke the registration")
+	}
+}
+
+func TestLostFlowRegistersAgain(t *testing.T) {
 	s := newTestServer(t)
 	u := newTestUA(t, s, "alice", "udp")
 	if err := u.Register(ctxT(t, 5*time.Second)); err != nil {
