@@ -356,6 +356,9 @@ func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 		{"no such user", append(s.phoneArgs("alice", dir), "--call", "nobody"), "no such user"},
 		{"user offline", append(s.phoneArgs("alice", dir), "--call", "carol"), "user offline"},
 		{"no call mode", []string{"phone", "--server", s.sip, "--user", "alice", "--password", "x"}, "--call TARGET, --answer or --join ROOM"},
+		{"relay unreachable with relay policy", []string{"phone", "--server", s.sip, "--user", "alice", "--password", phoneUsers["alice"],
+			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:127.0.0.1:" + strconv.Itoa(phoneFreePort(t))},
+			"no relayed candidate (is the TURN server reachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
