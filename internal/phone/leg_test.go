@@ -153,3 +153,69 @@ func FuzzLegHandleOffer(f *testing.F) {
 		}
 	})
 }
+
+// A peer that answers our ICE offer without ICE gets a plain re-offer, and
+// media then flows over plain sockets with latching.
+func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var heard media.Recording
+	a := NewLeg(loopbackLegConfig(), true)
+	bcfg := loopbackLegConfig()
+	bcfg.Media.Sink = &heard
+	b := NewLeg(bcfg, false)
+	defer a.Close()
+	defer b.Close()
+	offer, err := a.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b plays a phone that ignores ICE: it sees the offer without it.
+	od, err := ice.Parse(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	od.ClearICE()
+	stripped, err := od.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := b.Answer(ctx, stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetAnswer(answer); err != errNoICE {
+		t.Fatalf("SetAnswer of an answer without ICE: %v, want errNoICE", err)
+	}
+	re, err := a.PlainOffer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd, _ := ice.Parse(re); rd.HasICE() {
+		t.Fatal("plain re-offer still carries ICE")
+	}
+	reAnswer, err := b.HandleOffer(ctx, re)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetAnswer(reAnswer); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.FirstRTP():
+	case <-ctx.Done():
+		t.Fatal("no RTP over plain sockets")
+	}
+	if a.UsesICE() || b.UsesICE() {
+		t.Error("a leg still uses ICE")
+	}
+	if ri, ok := a.Route(); !ok || ri.Route != ice.RouteDirect {
+		t.Errorf("route %+v", ri)
+	}
+}
