@@ -86,7 +86,7 @@ func BenchmarkDigestCheck(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.NC = uint32(i + 1)
-		res, commit := k.check(nonce, &c)
+		res, commit := k.check(nonce, &c, "z9hG4bK-x|10.0.0.1:5060")
 		if res != nonceOK {
 			b.Fatal(res)
 		}

@@ -227,25 +227,34 @@ const (
 // truncated to 12 bytes), so validity and age are checked without state,
 // and the replay state is a fixed table indexed by the sequence number
 // modulo its size, holding the highest nonce count accepted for the nonce
-// that owns the slot. Memory is fixed (12 bytes per slot) whatever the
-// load; a nonce whose slot has been reused by 2^20 later ones is treated
-// as stale, and the client simply retries with a fresh one.
+// that owns the slot. Memory is fixed (20 bytes per slot, 10 MB) whatever
+// the load; a nonce whose slot has been reused by 2^19 later ones is
+// treated as stale, and the client simply retries with a fresh one.
 type nonceKeeper struct {
 	secret   []byte
 	lifetime time.Duration
 	now      func() time.Time
 
 	mu sync.Mutex
-	// seq, owner and nc are guarded by mu. owner[i] is the sequence
-	// number of the nonce using slot i; nc[i] the highest count accepted
-	// for it (0: not used yet; ncNoQOP: used once without qop).
+	// seq, owner, nc, txh and txAt are guarded by mu. owner[i] is the
+	// sequence number of the nonce using slot i; nc[i] the highest count
+	// accepted for it (0: not used yet; ncNoQOP: used once without qop);
+	// txh[i] a hash of the transaction (Via branch and sent-by) that used
+	// that count and txAt[i] when (unix seconds), so that a retransmission
+	// of that very request is recognised as one rather than as a replay.
 	seq   uint64
 	owner []uint64
 	nc    []uint32
+	txh   []uint32
+	txAt  []uint32
 }
 
+// retransWindow is how long after its first use a request may come again
+// as a retransmission: RFC 3261 Timer F, 64*T1.
+const retransWindow = 32 * time.Second
+
 const (
-	nonceSlots = 1 << 20
+	nonceSlots = 1 << 19
 	ncNoQOP    = ^uint32(0)
 )
 
@@ -255,7 +264,8 @@ func newNonceKeeper(secret []byte, lifetime time.Duration) *nonceKeeper {
 	// number owning a fresh slot.
 	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now,
 		seq:   uint64(time.Now().UnixNano()),
-		owner: make([]uint64, nonceSlots), nc: make([]uint32, nonceSlots)}
+		owner: make([]uint64, nonceSlots), nc: make([]uint32, nonceSlots),
+		txh: make([]uint32, nonceSlots), txAt: make([]uint32, nonceSlots)}
 }
 
 func (k *nonceKeeper) issue() string {
@@ -277,7 +287,13 @@ func (k *nonceKeeper) issue() string {
 // check verifies a nonce and its count. The count is recorded by commit,
 // which the caller runs only once the digest response itself is found
 // correct, so a wrong password cannot burn a client's nonce count.
-func (k *nonceKeeper) check(nonce string, c *Credentials) (nonceResult, func()) {
+//
+// txID identifies the request's transaction (Via branch and sent-by): the
+// same count coming again from the same transaction within retransWindow
+// is a retransmission, accepted again (REGISTER and the proxy's
+// authentication are idempotent), while from any other transaction it is
+// a replay.
+func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceResult, func()) {
 	raw, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(raw) != 28 {
 		return nonceBad, nil
@@ -297,25 +313,40 @@ func (k *nonceKeeper) check(nonce string, c *Credentials) (nonceResult, func()) 
 	if c.QOP != "auth" {
 		want = ncNoQOP
 	}
+	h := fnv32(txID)
+	nowS := uint32(k.now().Unix())
 	k.mu.Lock()
-	owner, last := k.owner[slot], k.nc[slot]
+	owner, last, lastTx, lastAt := k.owner[slot], k.nc[slot], k.txh[slot], k.txAt[slot]
 	k.mu.Unlock()
+	retransmission := txID != "" && last != 0 && want == last && lastTx == h &&
+		time.Duration(nowS-lastAt)*time.Second <= retransWindow
 	switch {
 	case owner != seq:
 		// Issued before a restart (the table is not persisted) or pushed
-		// out by a million newer nonces: ask for a fresh one.
+		// out by half a million newer nonces: ask for a fresh one.
 		return nonceStale, nil
-	case last == ncNoQOP || (last != 0 && want <= last) || want == 0:
+	case retransmission:
+	case (last != 0 && want <= last) || want == 0:
 		return nonceReplay, nil
 	}
 	commit := func() {
 		k.mu.Lock()
 		if k.owner[slot] == seq && want > k.nc[slot] {
-			k.nc[slot] = want
+			k.nc[slot], k.txh[slot], k.txAt[slot] = want, h, nowS
 		}
 		k.mu.Unlock()
 	}
 	return nonceOK, commit
+}
+
+// fnv32 is FNV-1a, enough to tell transactions apart in a nonce slot.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // challenge renders one WWW-Authenticate/Proxy-Authenticate value.

@@ -53,7 +53,12 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		challengeWith(false, "algorithm "+creds.Algorithm+" not offered")
 		return "", false
 	}
-	switch res, commit := s.nonces.check(creds.Nonce, &creds); res {
+	txID := ""
+	if via := req.Via(); via != nil {
+		br, _ := via.Params.Get("branch")
+		txID = br + "|" + via.Host + ":" + strconv.Itoa(via.Port)
+	}
+	switch res, commit := s.nonces.check(creds.Nonce, &creds, txID); res {
 	case nonceStale:
 		challengeWith(true, "")
 		return "", false
