@@ -214,6 +214,7 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	remoteHangup := false
+	lastPath := fmt.Sprintf("%s (%s/%s)", routeWord(st.Route, st.ICE), st.LocalCandidateType, st.RemoteCandidateType)
 loop:
 	for {
 		select {
@@ -225,8 +226,21 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick.C:
+			s := call.Stats()
+			// A route change (an ICE restart moved the call) is worth a
+			// line of its own, terminal or not.
+			if path := fmt.Sprintf("%s (%s/%s)", routeWord(s.Route, s.ICE), s.LocalCandidateType, s.RemoteCandidateType); s.Route != "" && path != lastPath {
+				if live {
+					fmt.Fprint(stderr, "\r\033[K")
+				}
+				why := fmt.Sprintf("after %d ICE restart(s)", s.ICERestarts)
+				if !s.ICE {
+					why = "(latched onto where the peer's RTP comes from)"
+				}
+				fmt.Fprintf(stderr, "media path now %s %s\n", path, why)
+				lastPath = path
+			}
 			if live {
-				s := call.Stats()
 				fmt.Fprintf(stderr, "\r\033[K%s %s  %s  loss %.1f%%  jitter %.0f ms  MOS %.2f",
 					routeWord(s.Route, s.ICE), call.Peer(), fmtElapsed(s.DurationS), 100*s.LossFraction, s.JitterMs, s.MOS)
 			}
