@@ -91,6 +91,18 @@ func TestLegsConnectAndSurviveRestart(t *testing.T) {
 		t.Fatalf("route %+v", ri)
 	}
 
+	// A re-offer with the same ICE credentials (what pjsip and linphone
+	// send after ICE completes, to update c=/m=) is not a restart.
+	same, err := b.HandleOffer(ctx, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, _ := ice.Parse(same)
+	first, _ := ice.Parse(answer)
+	if sd.Ufrag != first.Ufrag || b.Stats().ICERestarts != 0 {
+		t.Errorf("a same-credentials re-offer restarted ICE (ufrag %s -> %s)", first.Ufrag, sd.Ufrag)
+	}
+
 	re, err := a.Restart(ctx)
 	if err != nil {
 		t.Fatal(err)
