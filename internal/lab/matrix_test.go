@@ -83,6 +83,10 @@ func needsRelay(a, b NATType) bool {
 		(b == Symmetric && a == PortRestrictedCone)
 }
 
+// maxDirectRelayPackets bounds what the relay may forward during a call
+// that is meant to be direct: ICE checks on relay pairs, not audio.
+const maxDirectRelayPackets = 120
+
 // shortUDPTimeout is the conntrack UDP timeout of the keepalive cell's NATs.
 const shortUDPTimeout = 5 * time.Second
 
@@ -198,6 +202,8 @@ type cellResult struct {
 	verdict   string
 	failure   string
 	completed bool
+	// relayedPackets is what serve's relay counted (-1: not ours).
+	relayedPackets int
 }
 
 var (
@@ -247,7 +253,7 @@ func TestCallMatrix(t *testing.T) {
 	results := make([]*cellResult, len(cells))
 	t.Run("cells", func(t *testing.T) {
 		for i, c := range cells {
-			r := &cellResult{cell: c}
+			r := &cellResult{cell: c, relayedPackets: -1}
 			results[i] = r
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
@@ -304,7 +310,7 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		t.FailNow()
 	}
 	users := map[string]string{"alice": "alice-secret", "bob": "bob-secret"}
-	srv, err := l.StartServer(ctx, ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: users, NoRelay: c.coturn})
+	srv, err := l.StartServer(ctx, ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: users, NoRelay: c.coturn, Metrics: true})
 	if err != nil {
 		fail("serve: %v", err)
 		t.FailNow()
@@ -375,6 +381,24 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	}
 	if t.Failed() {
 		t.Logf("server output:\n%s", Tail(srv.Output(), 40))
+	}
+	if !c.coturn {
+		// The relay's own count, independent of what the phones report.
+		n, err := srv.Metric(ctx, "punchline_turn_relayed_packets_total")
+		if err != nil {
+			fail("relay metrics: %v", err)
+		}
+		r.relayedPackets = int(n)
+		t.Logf("our relay forwarded %d packets", r.relayedPackets)
+		// A relayed call pushes both directions' audio through the relay
+		// (50 packets/s each way; the same 40% bar as the audio check). A
+		// direct one leaves only ICE checks there: measured 20 to 80.
+		if min := int(0.4 * 2 * 50 * c.callFor.Seconds()); c.want == "relayed" && r.relayedPackets < min {
+			fail("relayed call, but our relay forwarded only %d packets (want ≥ %d)", r.relayedPackets, min)
+		}
+		if c.want == "direct" && r.relayedPackets > maxDirectRelayPackets {
+			fail("direct call, but our relay forwarded %d packets (want ≤ %d): media went through it", r.relayedPackets, maxDirectRelayPackets)
+		}
 	}
 
 	var stats [2]phoneStats
@@ -498,7 +522,8 @@ func renderMatrix(results []*cellResult, at time.Time) string {
 	fmt.Fprintf(&b, "# Kernel NAT lab: call matrix\n\n")
 	fmt.Fprintf(&b, "Produced %s by TestCallMatrix in internal/lab (as root; Linux %s):\n", at.Format("2006-01-02 15:04 UTC"), kernelRelease())
 	fmt.Fprintf(&b, "real `punchline serve` and `punchline phone` processes in network namespaces behind nftables NATs,\n")
-	fmt.Fprintf(&b, "each NAT measured (RFC 5780) before use. Route and setup time (INVITE sent to first RTP received) per call.\n\n")
+	fmt.Fprintf(&b, "each NAT measured (RFC 5780) before use. Route and setup time (INVITE sent to first RTP received) per call;\n")
+	fmt.Fprintf(&b, "relay packets is what punchline's own TURN relay counted during the call (ICE checks only, when direct).\n\n")
 	cellOf := map[[2]NATType]*cellResult{}
 	for _, r := range results {
 		if r.grid != nil {
@@ -526,8 +551,8 @@ func renderMatrix(results []*cellResult, at time.Time) string {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n| cell | caller | callee | expected | route | pair (local/remote) | setup | audio (tone seconds) | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| cell | caller | callee | expected | route | pair (local/remote) | setup | audio (tone seconds) | relay packets | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		setup := "-"
 		if r.setupMS > 0 {
@@ -540,8 +565,14 @@ func renderMatrix(results []*cellResult, at time.Time) string {
 		if r.failure != "" {
 			verdict += ": " + strings.SplitN(r.failure, "\n", 2)[0]
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.name, r.callerDesc, r.calleeDesc, r.want, orDash(r.route), orDash(r.pair), setup, r.audio, strings.ReplaceAll(verdict, "|", "/"))
+		relayed := "-"
+		if r.relayedPackets >= 0 {
+			relayed = fmt.Sprint(r.relayedPackets)
+		} else if r.coturn {
+			relayed = "(coturn)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.name, r.callerDesc, r.calleeDesc, r.want, orDash(r.route), orDash(r.pair), setup, r.audio, relayed, strings.ReplaceAll(verdict, "|", "/"))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -24,6 +25,7 @@ const ProbeReady = "natprobe ready"
 //	lives    -primary IP:PORT -idle DUR      print {"alive":bool}: does a mapping idle that long survive
 //	udp      -dst IP:PORT                    print {"reaches":bool,"mapped":"IP:PORT"} for a Binding request
 //	tcp      -dst IP:PORT                    print {"reaches":bool} for a TCP handshake
+//	get      -url URL                        print the body of an HTTP GET (e.g. a server's /metrics)
 //
 // It returns the process exit status.
 func ProbeMain(args []string, stdout, stderr io.Writer) int {
@@ -38,6 +40,7 @@ func ProbeMain(args []string, stdout, stderr io.Writer) int {
 	dst := fs.String("dst", "", "destination endpoint")
 	idle := fs.Duration("idle", 0, "idle time of the mapping")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	url := fs.String("url", "", "URL to fetch")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -107,6 +110,21 @@ func ProbeMain(args []string, stdout, stderr io.Writer) int {
 			}
 			ok, err := TCPReaches(ctx, d)
 			out = reachResult{Reaches: ok}
+			return err
+		case "get":
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", *url, resp.Status)
+			}
+			_, err = io.Copy(stdout, resp.Body)
 			return err
 		default:
 			return fmt.Errorf("unknown subcommand %q", args[0])

@@ -9,14 +9,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Ports punchline serve listens on inside the lab.
 const (
-	SIPPort  = 5060
-	TURNPort = 3478
+	SIPPort     = 5060
+	TURNPort    = 3478
+	MetricsPort = 8088
 )
 
 // BuildPunchline compiles the punchline command into dir and returns the
@@ -57,6 +59,9 @@ type ServerConfig struct {
 	Users map[string]string
 	// Realm is the SIP and TURN realm. Empty means punchline's default.
 	Realm string
+	// Metrics enables serve's HTTP listener (/metrics) on the server
+	// address, port MetricsPort; see Server.Metric.
+	Metrics bool
 	// NoRelay runs serve without its STUN/TURN service (SIP only), e.g.
 	// when a third-party relay is under test.
 	NoRelay bool
@@ -71,6 +76,10 @@ type Server struct {
 	SIP netip.AddrPort
 	// TURN is the STUN/TURN endpoint (UDP and TCP).
 	TURN netip.AddrPort
+	// HTTP is the /metrics endpoint when ServerConfig.Metrics is set.
+	HTTP netip.AddrPort
+
+	lab *Lab
 }
 
 // serverReady is the prefix of the line serve prints once it listens.
@@ -101,13 +110,19 @@ func (l *Lab) StartServer(ctx context.Context, cfg ServerConfig) (*Server, error
 	s := &Server{
 		SIP:  netip.AddrPortFrom(serverAddr, SIPPort),
 		TURN: netip.AddrPortFrom(serverAddr, TURNPort),
+		lab:  l,
+	}
+	httpAddr := ""
+	if cfg.Metrics {
+		s.HTTP = netip.AddrPortFrom(serverAddr, MetricsPort)
+		httpAddr = s.HTTP.String()
 	}
 	args := []string{cfg.Binary, "serve", "--data", cfg.DataDir,
 		"--sip", fmt.Sprintf("udp:%s,tcp:%s", s.SIP, s.SIP),
 		"--turn", fmt.Sprintf("udp:%s,tcp:%s", s.TURN, s.TURN),
-		"--http", ""}
+		"--http", httpAddr}
 	if cfg.NoRelay {
-		args[len(args)-3] = ""
+		args[len(args)-3] = "" // the --turn value
 		s.TURN = netip.AddrPort{}
 	}
 	args = append(append(args, realm...), cfg.Args...)
@@ -122,6 +137,50 @@ func (l *Lab) StartServer(ctx context.Context, cfg ServerConfig) (*Server, error
 		return nil, err
 	}
 	return s, nil
+}
+
+// Metric sums every sample of a counter or gauge family on serve's
+// /metrics page (all label values), fetched from inside the public
+// namespace. It needs ServerConfig.Metrics.
+func (s *Server) Metric(ctx context.Context, name string) (float64, error) {
+	if !s.HTTP.IsValid() {
+		return 0, errors.New("server metrics: started without ServerConfig.Metrics")
+	}
+	if len(s.lab.cfg.Probe) == 0 {
+		return 0, ErrNoProbe
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	page, err := s.lab.Run(ctx, s.lab.Public, append(append([]string{}, s.lab.cfg.Probe...),
+		"get", "-url", "http://"+s.HTTP.String()+"/metrics")...)
+	if err != nil {
+		return 0, err
+	}
+	return sumMetric(page, name)
+}
+
+// sumMetric adds up the samples of one family in Prometheus text format.
+func sumMetric(page, name string) (float64, error) {
+	var sum float64
+	for _, line := range strings.Split(page, "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue // a longer name with this prefix
+		}
+		f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(f) == 0 {
+			return 0, fmt.Errorf("metric line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // Tail returns the last n lines of a process's output, for failure messages.
