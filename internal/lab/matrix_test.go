@@ -71,6 +71,9 @@ type cell struct {
 	coturn bool
 	// bothArgs are extra phone flags for both ends.
 	bothArgs []string
+	// calleeIdle is how long the registered callee sits idle before the
+	// call is placed.
+	calleeIdle time.Duration
 	// grid places the cell in the 4×4 NAT-pair table.
 	grid *[2]NATType
 }
@@ -138,7 +141,7 @@ func matrixCells() []cell {
 		},
 		coturnCell("symmetric to symmetric through coturn, relay policy", "--ice-policy", "relay"),
 		cell{
-			name:       fmt.Sprintf("30 s call through %v mappings", shortUDPTimeout),
+			name:       fmt.Sprintf("idle %v, then 30 s call through %v mappings", shortUDPTimeout+3*time.Second, shortUDPTimeout),
 			callerDesc: fmt.Sprintf("port-restricted, %v UDP timeout", shortUDPTimeout),
 			calleeDesc: fmt.Sprintf("port-restricted, %v UDP timeout", shortUDPTimeout),
 			cfg: Config{LANs: []LANConfig{
@@ -147,6 +150,12 @@ func matrixCells() []cell {
 			}},
 			caller: onLAN1, callee: onLAN2,
 			want: "direct", callFor: 30 * time.Second, steady: true,
+			// Idle past the mapping timeout before the call, so the
+			// INVITE reaches the callee only if its idle keepalives held
+			// the registration's mapping; the phone's default (25 s) is
+			// for ordinary NATs, this one needs a shorter period.
+			calleeIdle: shortUDPTimeout + 3*time.Second,
+			bothArgs:   []string{"--keepalive", "3s"},
 		},
 	)
 	return cells
@@ -357,6 +366,17 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	if err := waitRegistered(ctx, callee); err != nil {
 		fail("callee did not register: %v", err)
 		t.FailNow()
+	}
+	if c.calleeIdle > 0 {
+		// Idle time is the point here, so a timer, not a condition, ends it.
+		select {
+		case <-time.After(c.calleeIdle):
+		case <-callee.Done():
+			fail("callee exited while idle: %v\n%s", callee.Wait(ctx), Tail(callee.Output(), 20))
+			t.FailNow()
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
 	}
 	callerArgs := append([]string{"--call", "bob", "--tone", fmt.Sprint(callerTone), "--duration", c.callFor.String()}, c.callerArgs...)
 	caller, err := l.Start(ctx, c.caller.node(l), "alice (caller)", phone("alice", c.caller.node(l), callerArgs...)...)
