@@ -1,6 +1,7 @@
 package ua
 
 import (
+	"errors"
 	"io"
 	"net"
 	"time"
@@ -71,8 +72,13 @@ func (u *UA) flowLost() {
 func (u *UA) sendKeepalive() error {
 	if u.cfg.Transport == "tcp" {
 		c, err := u.sua.TransportLayer().GetConnection("tcp", u.dest)
-		if err != nil || c == nil {
+		if err != nil {
 			return err
+		}
+		if c == nil {
+			// sipgo drops a connection the server closed: the flow our
+			// registration rides on is gone.
+			return errors.New("the TCP connection to the server is gone")
 		}
 		defer c.TryClose() // GetConnection took a reference
 		w, ok := c.(io.Writer)

@@ -175,11 +175,17 @@ func (u *UA) refreshLoop() {
 			wait = backoff
 		}
 		t := time.NewTimer(wait)
+		// While backing off after a failure, a broken flow is no news:
+		// the retry is already scheduled.
+		lost := u.keepaliveC
+		if backoff > 0 {
+			lost = nil
+		}
 		select {
 		case <-u.ctx.Done():
 			t.Stop()
 			return
-		case <-u.keepaliveC:
+		case <-lost:
 			// The flow to the server broke or our public address changed:
 			// the registrar's binding points nowhere, register again now.
 			t.Stop()
