@@ -205,6 +205,27 @@ func TestTCPKeepalivesAreCRLF(t *testing.T) {
 	}
 }
 
+func TestClosedTCPFlowRegistersAgainOnANewOne(t *testing.T) {
+	s := newTestServer(t)
+	u := newTestUA(t, s, "alice", "tcp", func(c *Config) { c.KeepAlive = 30 * time.Millisecond })
+	if err := u.Register(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.binding("alice")
+	// The server drops every TCP connection, as a restart would.
+	if err := s.ua.TransportLayer().Pool("tcp").Clear(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a registration over a new TCP connection", func() bool {
+		b, ok := s.binding("alice")
+		return ok && b.source != first.source
+	})
+	b, _ := s.binding("alice")
+	if b.source != u.LocalAddr() {
+		t.Errorf("registered from %s, UA says %s", b.source, u.LocalAddr())
+	}
+}
+
 func TestLostFlowRegistersAgain(t *testing.T) {
 	s := newTestServer(t)
 	u := newTestUA(t, s, "alice", "udp")
