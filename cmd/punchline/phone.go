@@ -121,6 +121,14 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if f.logLevel == "warn" {
+		// pion warns about every socket it reads from as it closes; at the
+		// default level only its errors are worth a line.
+		if cfg.ICE.Logger, err = newLogger(stderr, "error"); err != nil {
+			return err
+		}
+		cfg.ICE.Logger = cfg.ICE.Logger.With("subsystem", "ice")
+	}
 
 	// Media: what we send and where what we hear goes.
 	var opts phone.MediaOptions

@@ -181,6 +181,22 @@ func phoneServe(t *testing.T, bin string, withHTTP bool) *phoneServer {
 	return s
 }
 
+// phoneRelayOnly starts a second `punchline serve` that is only a relay,
+// with the default peer policy (loopback refused), and returns its address.
+func phoneRelayOnly(t *testing.T, bin string) string {
+	t.Helper()
+	data := t.TempDir()
+	for u, pw := range phoneUsers {
+		if out, err := exec.Command(bin, "user", "add", u, "--password", pw, "--data", data).CombinedOutput(); err != nil {
+			t.Fatalf("user add %s: %v\n%s", u, err, out)
+		}
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(phoneFreePort(t)))
+	p := phoneStart(t, "relay", bin, "serve", "--data", data, "--sip", "", "--turn", "udp:"+addr, "--http", "")
+	p.waitFor(t, "punchline ready:", 20*time.Second)
+	return addr
+}
+
 // phoneArgs are the flags every phone in these tests gets: the test
 // server, its relay (on a free port, not 3478), stats into dir.
 func (s *phoneServer) phoneArgs(user, dir string) []string {
@@ -344,6 +360,9 @@ func TestPhoneRelayPolicyGoesThroughOurRelay(t *testing.T) {
 func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 	bin := phoneBuild(t)
 	s := phoneServe(t, bin, false)
+	// A relay that keeps its default and refuses loopback peers: a phone
+	// restricted to it cannot reach anything on this host.
+	strictRelay := phoneRelayOnly(t, bin)
 	dir := t.TempDir()
 	bob := phoneStart(t, "bob", bin, append(s.phoneArgs("bob", dir), "--answer", "--duration", "20s")...)
 	bob.waitFor(t, "registered", 15*time.Second)
@@ -356,6 +375,9 @@ func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 		{"no such user", append(s.phoneArgs("alice", dir), "--call", "nobody"), "no such user"},
 		{"user offline", append(s.phoneArgs("alice", dir), "--call", "carol"), "user offline"},
 		{"no call mode", []string{"phone", "--server", s.sip, "--user", "alice", "--password", "x"}, "--call TARGET, --answer or --join ROOM"},
+		{"no path between the phones", []string{"phone", "--server", s.sip, "--user", "alice", "--password", phoneUsers["alice"],
+			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:" + strictRelay},
+			"ICE failed"},
 		{"relay unreachable with relay policy", []string{"phone", "--server", s.sip, "--user", "alice", "--password", phoneUsers["alice"],
 			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:127.0.0.1:" + strconv.Itoa(phoneFreePort(t))},
 			"no relayed candidate (is the TURN server reachable"},

@@ -48,6 +48,9 @@ func (c *Call) connect(ctx context.Context) error {
 		err = fmt.Errorf("call ended during setup: %w", c.sip.Err())
 	}
 	if err != nil {
+		if errors.Is(err, ErrICEFailed) && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: no candidate pair answered within %v", ErrICEFailed, c.p.cfg.ConnectTimeout)
+		}
 		return c.fail(err)
 	}
 	c.wg.Add(1)
