@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/punchline/punchline/ice"
 	"github.com/punchline/punchline/internal/conference"
 	"github.com/punchline/punchline/media"
 	"github.com/punchline/punchline/sip"
@@ -34,67 +33,6 @@ func bindJoinFlags(fs *flag.FlagSet, j *joinFlags) {
 	fs.StringVar(&j.room, "join", "", "join the conference room NAME (sip:room-NAME@REALM) instead of --call/--answer")
 	fs.IntVar(&j.maxUploadKbps, "max-upload-kbps", 0, "--join: upload budget in kbit/s; above it, our audio goes to one forwarding peer (or the server) instead of to everyone")
 	fs.StringVar(&j.pin, "room-pin", "", "--join: the room's PIN, if it has one (the first joiner of a room sets it)")
-}
-
-// relayPort is the server relay's default port (the phone's default STUN
-// and TURN server is the SIP server's host on it).
-const relayPort = 3478
-
-// joinICEConfig builds the legs' ICE configuration from the phone flags:
-// the same defaults as a call (the server's own relay with the SIP
-// credentials, overridable by --stun/--turn, "none" disables).
-func joinICEConfig(f *phoneFlags, serverHost string) (ice.Config, error) {
-	var ic ice.Config
-	pol, err := ice.ParsePolicy(f.icePolicy)
-	if err != nil {
-		return ic, err
-	}
-	ic.Policy = pol
-	relay := net.JoinHostPort(serverHost, strconv.Itoa(relayPort))
-	list := func(v, def string) []string {
-		switch v {
-		case "":
-			return []string{def}
-		case "none":
-			return nil
-		}
-		return splitList(v)
-	}
-	for _, s := range list(f.stun, "stun:"+relay) {
-		if !strings.HasPrefix(s, "stun:") && !strings.HasPrefix(s, "stuns:") {
-			s = "stun:" + s
-		}
-		ic.Servers = append(ic.Servers, ice.Server{URL: s})
-	}
-	turns := list(f.turn, "turn:"+relay+"?transport=udp")
-	for _, s := range turns {
-		if !strings.HasPrefix(s, "turn:") && !strings.HasPrefix(s, "turns:") {
-			s = "turn:" + s
-		}
-		ic.Servers = append(ic.Servers, ice.Server{URL: s, Username: f.user, Password: f.password})
-	}
-	if pol == ice.PolicyRelay && len(turns) == 0 {
-		return ic, errors.New("--ice-policy relay needs a TURN server")
-	}
-	ip := net.ParseIP(f.bind)
-	if f.bind != "" && ip == nil {
-		return ic, fmt.Errorf("--bind %q: not an IP address", f.bind)
-	}
-	if ip == nil {
-		ip = net.ParseIP(serverHost)
-		if ip != nil && !ip.IsLoopback() {
-			ip = nil
-		}
-	}
-	if ip != nil {
-		// One address for the legs' host candidates: the one we were told
-		// to use, or loopback when the server is on this host (then every
-		// phone is, and other interfaces only add useless checks).
-		want := ip
-		ic.IPFilter = func(c net.IP) bool { return c.Equal(want) }
-		ic.IncludeLoopback = want.IsLoopback()
-	}
-	return ic, nil
 }
 
 // runJoin is `punchline phone ... --join ROOM`: register, join the room,
@@ -129,11 +67,21 @@ func runJoin(ctx context.Context, f *phoneFlags, j *joinFlags, stdout, stderr io
 	if domain == "" {
 		domain = host
 	}
-	iceCfg, err := joinICEConfig(f, host)
+	// The legs' ICE settings are a call's: the same STUN/TURN defaults
+	// (the server's own relay with the SIP credentials), policy and
+	// address filters.
+	pcfg, err := f.phoneConfig(log)
 	if err != nil {
 		return err
 	}
-	iceCfg.Logger = log.With("subsystem", "ice")
+	var serverIP net.IP
+	if ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host); err == nil && len(ips) > 0 {
+		serverIP = ips[0]
+	}
+	iceCfg, err := pcfg.ICEConfig(serverIP)
+	if err != nil {
+		return err
+	}
 
 	var src media.Source
 	switch {
