@@ -469,6 +469,7 @@ func (e *Engine) dialLeg(peer string) (*leg, error) {
 		return nil, err
 	}
 	d := ice.NewAudio()
+	d.SessionName = e.legMarker()
 	if err := d.SetICE(local); err != nil {
 		l.close()
 		return nil, err
@@ -603,6 +604,12 @@ func (e *Engine) answer(ic *ua.IncomingCall) {
 	if i := strings.IndexByte(peer, '@'); i >= 0 {
 		peer = peer[:i]
 	}
+	offer, err := ice.Parse(ic.Offer())
+	if err != nil || offer.SessionName != e.legMarker() {
+		// Not a leg of this room: a phone in a room takes no other calls.
+		ic.Reject(486, "Busy Here (In A Conference)") //nolint:errcheck
+		return
+	}
 	deadline := time.After(5 * time.Second)
 	for {
 		e.mu.Lock()
@@ -627,8 +634,7 @@ func (e *Engine) answer(ic *ua.IncomingCall) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
 	defer cancel()
-	offer, err := ice.Parse(ic.Offer())
-	if err != nil || !offer.HasICE() {
+	if !offer.HasICE() {
 		ic.Reject(488, "Not Acceptable Here") //nolint:errcheck
 		return
 	}
@@ -676,6 +682,14 @@ func (e *Engine) answer(ic *ua.IncomingCall) {
 	if !e.addLeg(l) {
 		l.close()
 	}
+}
+
+// legMarker is the SDP session name (s=) of a room leg's offer: it marks
+// the INVITE as a leg of this room for the answering participant. It rides
+// in the SDP, which punchline's proxy never rewrites, so no SIP extension
+// header has to survive the path.
+func (e *Engine) legMarker() string {
+	return "punchline " + focus.RoomPrefix + e.cfg.Room
 }
 
 // onRTP sees every packet a leg (or the server stream, peer "") accepts:
