@@ -456,6 +456,16 @@ func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targe
 			continue
 		}
 		b.tx = ctx2
+		if isInvite {
+			// 2xx retransmissions from the callee arrive after the
+			// transaction has delivered its final response; the caller
+			// needs them until it ACKs (§13.3.1.4, §16.7 step 10).
+			ctx2.OnRetransmission(func(r *siplib.Response) {
+				if r.IsSuccess() {
+					s.relayToFlow(r, caller)
+				}
+			})
+		}
 		go s.pumpBranch(len(branches)-1, ctx2, events)
 	}
 
@@ -757,5 +767,34 @@ func (s *Server) relayStatelessResponse(res *siplib.Response) {
 	out.SetDestination(dest)
 	if err := s.tpl.WriteMsgTo(out, dest, next.Transport); err != nil {
 		s.log.Debug("stateless relay failed", "err", err)
+	}
+}
+
+// relayToFlow sends a downstream response, without our Via, straight over
+// the caller's flow; for responses that no server transaction carries any
+// more (2xx retransmissions).
+func (s *Server) relayToFlow(res *siplib.Response, f Flow) {
+	out := res.Clone()
+	out.RemoveHeader("Via")
+	var conn siplib.Connection
+	switch f.Transport {
+	case "udp":
+		if pool := s.tpl.Pool("udp"); pool != nil {
+			conn = pool.Get(f.Local)
+		}
+	default:
+		if pool := s.tpl.Pool(f.Transport); pool != nil {
+			conn = pool.Get(f.Source)
+		}
+	}
+	if conn == nil {
+		s.relayStatelessResponse(res)
+		return
+	}
+	// Get took a reference on the connection; give it back.
+	defer conn.TryClose() //nolint:errcheck // only drops our reference.
+	out.SetDestination(f.Source)
+	if err := conn.WriteMsg(out); err != nil {
+		s.log.Debug("relaying a 2xx retransmission failed", "to", f.Source, "err", err)
 	}
 }
