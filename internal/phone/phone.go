@@ -207,7 +207,11 @@ func (p *Phone) answerOne(ctx context.Context, opts MediaOptions) (*Call, error)
 	answer, err := leg.Answer(ctx, ic.Offer())
 	if err != nil {
 		leg.Close()
-		ic.Reject(488, "Not Acceptable Here")
+		if errors.Is(err, ErrBadOffer) {
+			ic.Reject(488, "Not Acceptable Here") // their SDP
+		} else {
+			ic.Reject(503, "Service Unavailable") // our side: no candidates, no socket
+		}
 		return nil, fmt.Errorf("call from %s: %w", ic.From(), err)
 	}
 	sc, err := ic.Answer(ctx, answer)
