@@ -25,6 +25,9 @@ var (
 	ErrTimeout = errors.New("no answer (timeout)")
 	// ErrCanceled is a 487: the INVITE was canceled.
 	ErrCanceled = errors.New("canceled")
+	// ErrUnavailable is a 500, 502 or 503: the server or the other phone
+	// could not handle the request just now.
+	ErrUnavailable = errors.New("could not be handled now (server or phone error)")
 	// ErrRejected covers every other failure response.
 	ErrRejected = errors.New("rejected")
 	// ErrNoDialog means an in-dialog request matched no dialog (481).
@@ -51,9 +54,8 @@ func (e *StatusError) Error() string {
 
 func (e *StatusError) Unwrap() error { return e.Kind }
 
-// statusError classifies a final response code. authenticated says whether
-// the request already carried our credentials, which turns a 401/407 from
-// "challenge" into "wrong password".
+// statusError classifies a final failure response. A 401/407 only reaches
+// it after our credentials were refused, so it means a wrong password.
 func statusError(code int, reason string) *StatusError {
 	var kind error
 	switch code {
@@ -73,6 +75,8 @@ func statusError(code int, reason string) *StatusError {
 		kind = ErrCanceled
 	case 481:
 		kind = ErrNoDialog
+	case 500, 502, 503:
+		kind = ErrUnavailable
 	default:
 		kind = ErrRejected
 	}
