@@ -261,8 +261,10 @@ func (h *harness) relayLoad(ctx context.Context, srv Server) (relayResult, error
 	if err != nil {
 		return relayResult{}, err
 	}
+	expected := uclientPackets(h.cfg.UclientArgs)
 	lines, err := runTimed(ctx, h.cfg.Uclient, args, 90*time.Second,
-		filepath.Join(h.cfg.WorkDir, fmt.Sprintf("uclient-%s-%d.log", srv.Name(), h.nextSeq())))
+		filepath.Join(h.cfg.WorkDir, fmt.Sprintf("uclient-%s-%d.log", srv.Name(), h.nextSeq())),
+		func(lines []TimedLine) bool { return expected > 0 && UclientSettled(lines, expected) })
 	if err != nil {
 		return relayResult{}, err
 	}
@@ -280,9 +282,34 @@ func (h *harness) relayLoad(ctx context.Context, srv Server) (relayResult, error
 	return r, nil
 }
 
+// uclientPackets is sessions × messages from uclient's -m and -n flags
+// (defaults 1 and 5), or 0 if they cannot be read.
+func uclientPackets(args []string) int {
+	m, n := 1, 5
+	for i := 0; i+1 < len(args); i++ {
+		v, err := strconv.Atoi(args[i+1])
+		switch args[i] {
+		case "-m":
+			if err != nil {
+				return 0
+			}
+			m = v
+		case "-n":
+			if err != nil {
+				return 0
+			}
+			n = v
+		}
+	}
+	return m * n
+}
+
 // runTimed runs a tool and returns its output lines stamped with the time
-// they were read; the output is also written to logPath.
-func runTimed(ctx context.Context, bin string, args []string, limit time.Duration, logPath string) ([]TimedLine, error) {
+// they were read; the output is also written to logPath. When done (may be
+// nil) reports true for the lines so far, the tool is stopped and the run
+// counts as complete.
+func runTimed(ctx context.Context, bin string, args []string, limit time.Duration, logPath string,
+	done func([]TimedLine) bool) ([]TimedLine, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	logf, err := os.Create(logPath)
@@ -298,8 +325,9 @@ func runTimed(ctx context.Context, bin string, args []string, limit time.Duratio
 		return nil, err
 	}
 	var (
-		lines []TimedLine
-		wg    sync.WaitGroup
+		lines   []TimedLine
+		wg      sync.WaitGroup
+		stopped bool
 	)
 	wg.Add(1)
 	go func() {
@@ -308,12 +336,20 @@ func runTimed(ctx context.Context, bin string, args []string, limit time.Duratio
 		for sc.Scan() {
 			lines = append(lines, TimedLine{At: time.Now(), Text: sc.Text()})
 			fmt.Fprintln(logf, sc.Text())
+			if !stopped && done != nil && done(lines) {
+				stopped = true
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // our own child's group.
+			}
 		}
 		io.Copy(io.Discard, pr) //nolint:errcheck // draining only.
 	}()
 	runErr := cmd.Wait()
 	pw.Close()
 	wg.Wait()
+	if stopped {
+		fmt.Fprintln(logf, "# stopped by the harness: all packets sent, nothing more arriving")
+		return lines, nil
+	}
 	if ctx.Err() != nil {
 		return lines, fmt.Errorf("%s: killed after %v (see %s)", filepath.Base(bin), limit, logPath)
 	}

@@ -81,7 +81,16 @@ func ParseUclient(lines []TimedLine) (UclientResult, error) {
 		}
 	}
 	if !final {
-		return res, ErrNoUclientResult
+		// The harness may stop uclient once every packet is sent and the
+		// received count has stopped growing (it would otherwise wait
+		// about ten seconds for packets that were lost); the last
+		// progress report then holds the final counts.
+		if len(samples) == 0 {
+			return res, ErrNoUclientResult
+		}
+		last := samples[len(samples)-1]
+		res.Sent, res.Received = last.sent, last.recv
+		res.Lost = last.sent - last.recv
 	}
 	if res.Received == 0 {
 		return res, fmt.Errorf("%w: no packet came back (sent %d)", ErrNoUclientResult, res.Sent)
@@ -145,4 +154,25 @@ func intAfter(s, key string) (int, bool) {
 	}
 	n, err := strconv.Atoi(rest[:j])
 	return n, err == nil
+}
+
+// UclientSettled reports whether uclient's output shows that all of
+// expected packets were sent and the received count did not grow across
+// the last two progress reports: nothing more will arrive.
+func UclientSettled(lines []TimedLine, expected int) bool {
+	var recv []int
+	for _, l := range lines {
+		t := l.Text
+		if !strings.Contains(t, "start_mclient: msz=") {
+			continue
+		}
+		sent, ok1 := intAfter(t, "tot_send_msgs=")
+		r, ok2 := intAfter(t, "tot_recv_msgs=")
+		if !ok1 || !ok2 || sent < expected {
+			continue
+		}
+		recv = append(recv, r)
+	}
+	n := len(recv)
+	return n >= 3 && recv[n-1] == recv[n-2] && recv[n-2] == recv[n-3]
 }

@@ -93,8 +93,13 @@ func TestParseUclient(t *testing.T) {
 			wantRate: 2000,
 		},
 		{
-			name:    "no final line",
-			lines:   []TimedLine{{at(0), "0: : Total connect time is 0"}, {at(500), progress(10, 10)}},
+			name:     "stopped before the final line: the last progress report counts",
+			lines:    []TimedLine{{at(0), "0: : Total connect time is 0"}, {at(500), progress(10, 10)}},
+			wantRate: 20,
+		},
+		{
+			name:    "no progress at all",
+			lines:   []TimedLine{{at(0), "0: : Total connect time is 0"}},
 			wantErr: ErrNoUclientResult,
 		},
 		{
@@ -147,4 +152,47 @@ func FuzzParseUclient(f *testing.F) {
 			t.Fatalf("accepted a result without a usable rate: %+v", r)
 		}
 	})
+}
+
+func TestUclientSettledAndStopped(t *testing.T) {
+	lines := readTimed(t, "testdata/uclient-coturn-m50.txt")
+	// Up to the third identical report after the last packet was sent.
+	cut := 0
+	for i := range lines {
+		if UclientSettled(lines[:i+1], 200000) {
+			cut = i + 1
+			break
+		}
+	}
+	if cut == 0 || cut >= len(lines)-3 {
+		t.Fatalf("settled at line %d of %d", cut, len(lines))
+	}
+	if UclientSettled(lines[:cut-1], 200000) {
+		t.Error("settled one report early")
+	}
+	if UclientSettled(lines, 300000) {
+		t.Error("settled although not every packet was sent")
+	}
+	// Stopped there, the last progress report gives the counts and the
+	// rate is unchanged.
+	got, err := ParseUclient(lines[:cut])
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := ParseUclient(lines)
+	if got.Sent != 200000 || got.Received != 141517 || got.Lost != 58483 || got.Rate != full.Rate {
+		t.Errorf("stopped run %+v, full run %+v", got, full)
+	}
+}
+
+func TestUclientPackets(t *testing.T) {
+	if got := uclientPackets([]string{"-m", "20", "-n", "5000", "-l", "172"}); got != 100000 {
+		t.Errorf("got %d", got)
+	}
+	if got := uclientPackets(nil); got != 5 {
+		t.Errorf("defaults: got %d", got)
+	}
+	if got := uclientPackets([]string{"-m", "x"}); got != 0 {
+		t.Errorf("bad -m: got %d", got)
+	}
 }
