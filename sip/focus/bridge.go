@@ -228,6 +228,9 @@ func audioTarget(sd *sdp.SessionDescription) (net.Addr, uint8, error) {
 		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
 			continue
 		}
+		if md.MediaName.Port.Value < 0 || md.MediaName.Port.Value > 65535 {
+			return nil, 0, fmt.Errorf("m= port %d", md.MediaName.Port.Value)
+		}
 		conn := sd.ConnectionInformation
 		if md.ConnectionInformation != nil {
 			conn = md.ConnectionInformation
