@@ -135,3 +135,32 @@ func TestSippCancelBeforeAnswerGives487(t *testing.T) {
 }
 
 var _ = strings.Contains
+
+func TestSippRegistersOverTCP(t *testing.T) {
+	users := map[string]string{}
+	var rows [][2]string
+	for i := range 20 {
+		name, pw := fmt.Sprintf("tcp%02d", i), fmt.Sprintf("pw%d", i)
+		users[name] = pw
+		rows = append(rows, [2]string{name, pw})
+	}
+	ts := startServer(t, users, nil)
+	port := freeUDPPort(t)
+	// -t t1: one TCP connection for all calls, as a phone (or an SBC)
+	// keeps its connection open.
+	res := runSipp(t, 30*time.Second, "-sf", scenario(t, "register_auth.xml"),
+		"-inf", writeCSV(t, rows), "-m", "20", "-r", "50",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "t1", "-timeout", "20s", ts.tcp)
+	if res.code != 0 {
+		t.Fatalf("sipp over TCP exit %d:\n%s", res.code, tail(res.out, 4000))
+	}
+	for name := range users {
+		bs, err := ts.Lookup(name)
+		if err != nil {
+			t.Fatalf("%s not registered: %v", name, err)
+		}
+		if bs[0].Flow.Transport != "tcp" {
+			t.Fatalf("%s flow %+v, want tcp", name, bs[0].Flow)
+		}
+	}
+}
