@@ -202,15 +202,23 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	st := call.Stats()
 	fmt.Fprintf(stderr, "connected with %s: %s (%s/%s)\n", call.Peer(), routeWord(st.Route, st.ICE), st.LocalCandidateType, st.RemoteCandidateType)
 
+	dtmfDone := make(chan struct{})
 	if f.dtmf != "" {
 		go func() {
+			defer close(dtmfDone)
 			select {
 			case <-call.FirstRTP():
-				call.SendDTMF(ctx, f.dtmf)
+				if err := call.SendDTMF(ctx, f.dtmf); err != nil {
+					log.Warn("DTMF", "err", err)
+				}
 			case <-call.Done():
 			}
 		}()
+	} else {
+		close(dtmfDone)
 	}
+	// The DTMF sender ends with the call's media; wait for it on the way out.
+	defer func() { <-dtmfDone }()
 
 	// Hold the call until our time is up or the peer hangs up.
 	callEnd := time.NewTimer(f.duration)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -57,6 +58,7 @@ type Leg struct {
 	route     ice.RouteInfo
 	routeOK   bool
 	restarts  int
+	iceRTT    time.Duration // last ICE check round trip read, for Stats
 	pathLost  func()
 	closed    bool
 	connected bool

@@ -52,7 +52,7 @@ func (l *Leg) Stats() Stats {
 		st.LocalAddr, st.RemoteAddr = ri.LocalAddr, ri.RemoteAddr
 	}
 	l.mu.Lock()
-	s, stream, codec := l.sess, l.stream, l.codec
+	s, stream, codec, closed := l.sess, l.stream, l.codec, l.closed
 	l.mu.Unlock()
 	st.ICE = s != nil
 	st.Codec = codec.String()
@@ -61,7 +61,18 @@ func (l *Leg) Stats() Stats {
 	}
 	st.RTTMs = st.Stats.RTTMs
 	if !st.Stats.HaveRTT && s != nil {
-		st.RTTMs = float64(s.Stats().RTT) / float64(time.Millisecond)
+		// Before RTCP measured a round trip, the ICE checks' one; a closed
+		// session has none to give, so the last one read is kept.
+		var rtt time.Duration
+		if !closed {
+			rtt = s.Stats().RTT // not under mu: it waits for pion's loop
+		}
+		l.mu.Lock()
+		if !closed {
+			l.iceRTT = rtt
+		}
+		st.RTTMs = float64(l.iceRTT) / float64(time.Millisecond)
+		l.mu.Unlock()
 	}
 	l.mu.Lock()
 	st.ICERestarts = l.restarts
