@@ -395,7 +395,6 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	if !c.coturn {
 		upCtx, upCancel := context.WithTimeout(ctx, 20*time.Second)
 		if caller.WaitOutput(upCtx, "connected") == nil {
-			time.Sleep(500 * time.Millisecond) // let the nominated pair settle
 			if n, err := srv.Metric(ctx, relayMetric); err == nil {
 				inCall.packets, inCall.at, inCall.ok = n, time.Now(), true
 			}
