@@ -127,6 +127,11 @@ type Config struct {
 	// MaxMessageSize is the largest UDP datagram accepted; larger ones get
 	// 513 Message Too Large. Default 8192.
 	MaxMessageSize int
+	// PingInterval is how often UDP contacts get a keepalive OPTIONS
+	// (DefaultPingInterval is a good value). Zero disables pings: load
+	// generators such as sipp treat an unexpected OPTIONS as a failed
+	// call, so pinging is opt-in.
+	PingInterval time.Duration
 	// RoomPrefix marks conference room users. Default "room-".
 	RoomPrefix string
 	// RoomHandler serves room requests; nil answers them 404.

@@ -12,6 +12,7 @@ type serverMetrics struct {
 	malformed     prometheus.Counter
 	stun          prometheus.Counter
 	overload      prometheus.Counter
+	pings         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetrics, error) {
@@ -44,13 +45,17 @@ func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetr
 			Name: "punchline_sip_overload_drops_total",
 			Help: "REGISTERs dropped because the registrar workers were too far behind.",
 		}),
+		pings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "punchline_sip_keepalive_pings_total",
+			Help: "Keepalive OPTIONS sent to UDP contacts to hold their NAT mappings open.",
+		}),
 		stun: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "punchline_sip_stun_keepalives_total",
 			Help: "STUN binding requests answered on SIP UDP sockets (RFC 5626 keepalives).",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun, m.overload} {
+		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun, m.overload, m.pings} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -180,3 +180,32 @@ func TestRegisteredButUnreachableGives480(t *testing.T) {
 		t.Fatalf("got %d %s, want 480", res.StatusCode, res.Reason)
 	}
 }
+
+func TestUDPContactsGetKeepalivePings(t *testing.T) {
+	ts := startServer(t, map[string]string{"bob": "bpw"}, func(c *Config) { c.PingInterval = 100 * time.Millisecond })
+	bob := newUDPUA(t, ts.udp, "bob", "bpw")
+	if r := bob.register(privateContact, 600, ""); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	// The ping comes to the socket the phone registered from (its NAT
+	// mapping), from the server's SIP port, and its answer is harmless.
+	req, from := bob.expectRequest(2 * time.Second)
+	if req.Method != siplib.OPTIONS || from.String() != ts.udp {
+		t.Fatalf("got %s from %s, want OPTIONS from %s", req.Method, from, ts.udp)
+	}
+	bob.respondTo(req, 200, "OK", "pong", "", "", from)
+	// The server keeps working after the stray answer.
+	bob.send(options(bob, "z9hG4bK-after-ping", ""))
+	for {
+		m, _ := bob.recv(2 * time.Second)
+		if m == nil {
+			t.Fatal("no answer to OPTIONS after the ping")
+		}
+		if r, ok := m.(*siplib.Response); ok {
+			if r.StatusCode != 200 {
+				t.Fatalf("OPTIONS: %d", r.StatusCode)
+			}
+			break
+		}
+	}
+}

@@ -52,6 +52,8 @@ type Server struct {
 	// udpLocal maps a UDP listener's LocalAddr string to its Addr, so
 	// requests to a flow leave from the socket the flow came in on.
 	udpLocal map[string]siplib.Addr
+	// udpConns maps the same keys to the sockets, for keepalive pings.
+	udpConns map[string]net.PacketConn
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	flushMu  sync.Mutex
@@ -121,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 		regQueue: make(chan regJob, regQueueLen),
 		local:    make(map[string]hostPort),
 		udpLocal: make(map[string]siplib.Addr),
+		udpConns: make(map[string]net.PacketConn),
 	}
 	secret, err := cfg.Store.Secret("sip")
 	if err != nil {
@@ -242,6 +245,7 @@ func (s *Server) Start(ctx context.Context) error {
 				return fail(err)
 			}
 			s.udpLocal[pc.LocalAddr().String()] = la
+			s.udpConns[pc.LocalAddr().String()] = pc
 			fd := &frontDoor{PacketConn: pc, s: s, parser: siplib.NewParser()}
 			serves = append(serves, func() error { return s.srv.ServeUDP(fd) })
 		case "tcp", "tls", "ws":
@@ -283,6 +287,13 @@ func (s *Server) Start(ctx context.Context) error {
 		go func() {
 			defer s.wg.Done()
 			s.registrarWorker(ctx)
+		}()
+	}
+	if s.cfg.PingInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.pinger(ctx)
 		}()
 	}
 	s.wg.Add(2)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/punchline/punchline/sip"
 )
@@ -15,8 +16,9 @@ import (
 //
 // PUNCHLINE_SIP_RATE_LIMIT overrides the per-source request limit
 // (requests per second per source IP; "off" disables it). It exists for
-// load tests that send everything from one address; serve has no flag
-// for it yet.
+// load tests that send everything from one address. PUNCHLINE_SIP_PING
+// (a duration, e.g. 25s) turns on keepalive OPTIONS to UDP contacts.
+// serve has no flags for these yet.
 func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 	cfg := sip.Config{
 		Realm:   env.cfg.Realm,
@@ -51,6 +53,13 @@ func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 			}
 			cfg.RateLimit.PerSecond = n
 		}
+	}
+	if v := os.Getenv("PUNCHLINE_SIP_PING"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("PUNCHLINE_SIP_PING=%q: want a duration such as 25s", v)
+		}
+		cfg.PingInterval = d
 	}
 	srv, err := sip.New(cfg)
 	if err != nil {
