@@ -14,11 +14,12 @@ import (
 
 // startSIP starts the registrar and proxy on the --sip listeners.
 //
-// PUNCHLINE_SIP_RATE_LIMIT overrides the per-source request limit
-// (requests per second per source IP; "off" disables it). It exists for
-// load tests that send everything from one address. PUNCHLINE_SIP_PING
+// The per-source request limit comes from --sip-rate-limit (sip_rate_limit
+// in YAML; negative turns it off, as load tests from one address need);
+// PUNCHLINE_SIP_RATE_LIMIT ("off" or requests/s) overrides it. PUNCHLINE_SIP_PING
 // (a duration, e.g. 25s) turns on keepalive OPTIONS to UDP contacts.
-// serve has no flags for these yet.
+//
+// Requests for room-NAME users go to the conference focus (sip/focus).
 func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 	cfg := sip.Config{
 		Realm:   env.cfg.Realm,
@@ -43,6 +44,12 @@ func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
 	}
+	switch n := env.cfg.SIPRateLimit; {
+	case n < 0:
+		cfg.RateLimit.PerSecond = -1
+	case n > 0:
+		cfg.RateLimit.PerSecond = float64(n)
+	}
 	if v := os.Getenv("PUNCHLINE_SIP_RATE_LIMIT"); v != "" {
 		if strings.EqualFold(v, "off") {
 			cfg.RateLimit.PerSecond = -1
@@ -61,16 +68,23 @@ func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 		}
 		cfg.PingInterval = d
 	}
-	srv, err := sip.New(cfg)
+	f, err := newRoomFocus(env)
 	if err != nil {
 		return nil, err
 	}
+	cfg.RoomHandler = f
+	srv, err := sip.New(cfg)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := srv.Start(ctx); err != nil {
+		f.Close()
 		srv.Close()
 		return nil, err
 	}
 	for _, b := range srv.Addrs() {
 		env.listeningOn("sip "+b.Transport, b.Addr.String())
 	}
-	return srv, nil
+	return attachRoomFocus(srv, f)
 }
