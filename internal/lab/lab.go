@@ -106,6 +106,9 @@ type LAN struct {
 	Gateway netip.Addr
 	// Hosts are the LAN's hosts.
 	Hosts []*Node
+	// Measured is what the last successful VerifyNAT measured (nil before,
+	// and for a TCPOnlyTo firewall, which is checked differently).
+	Measured *ProbeReport
 
 	cfg LANConfig
 }

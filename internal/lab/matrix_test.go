@@ -188,6 +188,12 @@ func TestCallThroughCoturnAllCandidates(t *testing.T) {
 	runCell(t, bin, r)
 }
 
+// measuredNAT is one router's measurement in a cell.
+type measuredNAT struct {
+	nat NATType
+	rep ProbeReport
+}
+
 // phoneStats is the part of punchline phone's --stats-json the lab reads.
 type phoneStats struct {
 	Route               string  `json:"route"`
@@ -214,6 +220,8 @@ type cellResult struct {
 	relayedPackets int
 	// inCallRate is the relay's packets per second while the call was up.
 	inCallRate float64
+	// measured are the NAT measurements of the cell's routers.
+	measured []measuredNAT
 }
 
 var (
@@ -318,6 +326,11 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	if err := l.VerifyAll(ctx); err != nil {
 		fail("NAT verification: %v", err)
 		t.FailNow()
+	}
+	for _, lan := range l.LANs {
+		if lan.Measured != nil {
+			r.measured = append(r.measured, measuredNAT{lan.NAT, *lan.Measured})
+		}
 	}
 	users := map[string]string{"alice": "alice-secret", "bob": "bob-secret"}
 	srv, err := l.StartServer(ctx, ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: users, NoRelay: c.coturn, Metrics: true})
@@ -603,6 +616,34 @@ func renderMatrix(results []*cellResult, at time.Time) string {
 			fmt.Fprintf(&b, " %s |", shortResult(r))
 		}
 		b.WriteString("\n")
+	}
+	b.WriteString("\nThe NATs as measured in these cells (RFC 5780 behaviour discovery from inside each LAN, before each call):\n\n")
+	b.WriteString("| NAT | mapping | filtering | port preserved | routers measured |\n|---|---|---|---|---|\n")
+	for _, n := range NATTypes {
+		var rep *ProbeReport
+		count, same := 0, true
+		for _, r := range results {
+			for _, m := range r.measured {
+				if m.nat != n {
+					continue
+				}
+				if rep != nil && m.rep.Behavior != rep.Behavior {
+					same = false
+				}
+				if rep == nil {
+					rep = &m.rep
+				}
+				count++
+			}
+		}
+		if rep == nil {
+			continue
+		}
+		mapping, filtering := string(rep.Behavior.Mapping), string(rep.Behavior.Filtering)
+		if !same {
+			mapping, filtering = "varied", "varied"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %v | %d |\n", n, mapping, filtering, rep.PortPreserved, count)
 	}
 	b.WriteString("\n| cell | caller | callee | expected | route | pair (local/remote) | setup | audio (tone seconds) | relay packets: total, in call | result |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")

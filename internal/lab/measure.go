@@ -144,6 +144,7 @@ func (l *Lab) VerifyNAT(ctx context.Context, lan *LAN) error {
 			return err
 		}
 	}
+	lan.Measured = &rep
 	l.log.Info("nat verified", "router", lan.Router.Role, "nat", lan.NAT, "behavior", rep.Behavior.String())
 	return nil
 }
