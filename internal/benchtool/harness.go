@@ -50,6 +50,9 @@ type Config struct {
 	// Sipp, Kamailio, Turnserver, Uclient and Peer are the tools. Zero:
 	// looked up on PATH, then in /usr/sbin and /usr/bin.
 	Sipp, Kamailio, Turnserver, Uclient, Peer string
+	// KamailioChildren overrides the cfg's UDP worker count (8). Zero:
+	// the cfg's.
+	KamailioChildren int
 	// Loads selects loads by name. Zero: AllLoads.
 	Loads []string
 	// Rounds is how many times each server runs each load, alternating
@@ -221,7 +224,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	pl := &Punchline{Bin: cfg.PunchlineBin, Template: h.template, Dir: cfg.WorkDir, Realm: cfg.Realm, ExtraArgs: cfg.PunchlineArgs, Env: cfg.PunchlineEnv}
 	plTURN := &Punchline{Bin: cfg.PunchlineBin, Template: h.template, Dir: cfg.WorkDir, Realm: cfg.Realm, TURN: true, ExtraArgs: cfg.PunchlineArgs, Env: cfg.PunchlineEnv}
 	kam := &Kamailio{Bin: cfg.Kamailio, Config: filepath.Join(cfg.BenchDir, "kamailio", "kamailio.cfg"),
-		Dir: cfg.WorkDir, Realm: cfg.Realm, Password: cfg.Password}
+		Dir: cfg.WorkDir, Realm: cfg.Realm, Password: cfg.Password, Children: cfg.KamailioChildren}
 	cot := &Coturn{Bin: cfg.Turnserver, Template: filepath.Join(cfg.BenchDir, "coturn", "turnserver.conf"),
 		Dir: cfg.WorkDir, Realm: cfg.Realm, Password: cfg.Password, Users: h.users[:cfg.Allocations]}
 	kamName, cotName := "Kamailio", "coturn"

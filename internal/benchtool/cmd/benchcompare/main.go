@@ -46,6 +46,7 @@ func main() {
 	flag.Float64Var(&cfg.ProbeSeconds, "probe-seconds", 3, "length of one rate probe")
 	flag.StringVar(&uclient, "uclient-args", "", "turnutils_uclient load flags (default -m 20 -n 5000 -l 172 -z 0 -c -X)")
 	flag.IntVar(&cfg.ProfileSeconds, "profile-seconds", 0, "take a CPU profile of punchline for this long in round 1 of each load (needs --pl-arg=--pprof)")
+	flag.IntVar(&cfg.KamailioChildren, "kamailio-children", 0, "Kamailio UDP workers (default: the cfg's 8)")
 	flag.Var(&plArgs, "pl-arg", "extra flag for punchline serve (repeatable)")
 	flag.DurationVar(&timeout, "timeout", 9*time.Minute, "stop starting loads after this long")
 	flag.StringVar(&version, "version", "", "punchline version for the report (e.g. git commit)")
