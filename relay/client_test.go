@@ -81,27 +81,34 @@ func (c *rawClient) do(method stun.Method, attrs ...stun.Setter) (*stun.Message,
 	}
 }
 
+// roundTrip sends req and waits for its response, retransmitting every
+// 500 ms for up to 3 s as a STUN client over UDP would (RFC 8489 §6.2.1).
 func (c *rawClient) roundTrip(req *stun.Message) (*stun.Message, error) {
-	if _, err := c.conn.WriteTo(req.Raw, c.server); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, 2048)
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		c.conn.SetReadDeadline(deadline)
-		n, _, err := c.conn.ReadFrom(buf)
-		if err != nil {
+	var err error
+	for range 6 {
+		if _, err := c.conn.WriteTo(req.Raw, c.server); err != nil {
 			return nil, err
 		}
-		if !stun.IsMessage(buf[:n]) {
-			continue // ChannelData meant for a later read
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for {
+			c.conn.SetReadDeadline(deadline)
+			var n int
+			n, _, err = c.conn.ReadFrom(buf)
+			if err != nil {
+				break // retransmit
+			}
+			if !stun.IsMessage(buf[:n]) {
+				continue // ChannelData meant for a later read
+			}
+			res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+			if err := res.Decode(); err != nil || res.TransactionID != req.TransactionID {
+				continue
+			}
+			return res, nil
 		}
-		res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-		if err := res.Decode(); err != nil || res.TransactionID != req.TransactionID {
-			continue
-		}
-		return res, nil
 	}
+	return nil, err
 }
 
 func peerAttr(a net.Addr) stun.Setter {

@@ -160,7 +160,7 @@ type Config struct {
 	// Logger receives the relay's logs. Nil: discard.
 	Logger *slog.Logger
 	// Metrics is where the relay's collectors are registered. Nil: a
-	// private registry (see Server.Gatherer).
+	// private registry, not exported anywhere.
 	Metrics prometheus.Registerer
 	// Now is the clock for REST credential expiry and the bandwidth
 	// buckets. Nil: time.Now.
