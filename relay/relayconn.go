@@ -49,8 +49,8 @@ func (g *relayGen) AllocateListener(conf turn.AllocateListenerConfig) (net.Liste
 }
 
 // AllocateConn dials a peer for an RFC 6062 Connect request. pion has
-// already asked the peer filter; asking again here keeps the rule in one
-// place should pion ever skip it.
+// already asked the peer filter; the second check here makes sure a refused
+// peer is never dialed, whatever path inside pion led here.
 func (g *relayGen) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
 	if tcp, ok := conf.RemoteAddr.(*net.TCPAddr); ok && !g.s.filter.AllowedIP(tcp.IP) {
 		g.s.metrics.refusedPeers.Inc()
