@@ -386,6 +386,13 @@ func (l *Lab) buildLAN(ctx context.Context, idx int, lc LANConfig) (*LAN, error)
 	if err := l.sysctl(ctx, r, kv); err != nil {
 		return nil, err
 	}
+	// Where br_netfilter is loaded (Docker hosts load it), bridged frames
+	// would go through the router's IP hooks too, and LAN-internal traffic
+	// would meet the NAT and firewall rules. Switch that off when present.
+	if _, err := run(ctx, "ip", "netns", "exec", r.NS, "sh", "-c",
+		"f=/proc/sys/net/bridge/bridge-nf-call-iptables; if [ -e $f ]; then echo 0 > $f; fi"); err != nil {
+		return nil, err
+	}
 	l.log.Debug("router up", "router", r.Role, "nat", lc.NAT, "wan", r.Addr, "hosts", len(lan.Hosts))
 	return lan, nil
 }
