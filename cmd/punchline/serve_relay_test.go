@@ -3,6 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"io"
 	"net"
@@ -79,15 +86,26 @@ type relayProc struct {
 	metrics string // URL of /metrics
 }
 
-// startServe runs `punchline serve` with only the relay and waits for its
-// readiness line.
+// startServe runs `punchline serve` with only the relay, on UDP and TCP,
+// and waits for its readiness line.
 func startServe(t *testing.T, bin, data string, extra ...string) relayProc {
+	t.Helper()
+	return startServeOn(t, bin, data, []string{"udp", "tcp"}, extra...)
+}
+
+// startServeOn runs the relay with listeners of the given transports on
+// one free port.
+func startServeOn(t *testing.T, bin, data string, transports []string, extra ...string) relayProc {
 	t.Helper()
 	port := freeUDPTCPPort(t)
 	httpPort := freeTCPPort(t)
+	var listeners []string
+	for _, tr := range transports {
+		listeners = append(listeners, fmt.Sprintf("%s:127.0.0.1:%d", tr, port))
+	}
 	args := append([]string{"serve", "--data", data, "--sip", "",
 		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--turn", fmt.Sprintf("udp:127.0.0.1:%d,tcp:127.0.0.1:%d", port, port),
+		"--turn", strings.Join(listeners, ","),
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
@@ -125,9 +143,10 @@ func startServe(t *testing.T, bin, data string, extra ...string) relayProc {
 	})
 	select {
 	case line := <-ready:
-		want := fmt.Sprintf("turn udp 127.0.0.1:%d", port)
-		if !strings.Contains(line, want) || !strings.Contains(line, fmt.Sprintf("turn tcp 127.0.0.1:%d", port)) {
-			t.Fatalf("readiness line %q lacks %q", line, want)
+		for _, tr := range transports {
+			if want := fmt.Sprintf("turn %s 127.0.0.1:%d", tr, port); !strings.Contains(line, want) {
+				t.Fatalf("readiness line %q lacks %q", line, want)
+			}
 		}
 	case <-exited:
 		t.Fatalf("punchline serve exited early:\n%s", logTail.String())
@@ -303,6 +322,16 @@ func TestRelayWithCoturnClients(t *testing.T) {
 		}
 	})
 
+	t.Run("TURN over TLS relays without loss", func(t *testing.T) {
+		certFile, keyFile := writeSelfSignedCert(t)
+		srv := startServeOn(t, bin, data, []string{"tls"}, "--turn-allow-peer", "127.0.0.0/8",
+			"--tls-cert", certFile, "--tls-key", keyFile)
+		r := runUclient(t, srv.port, peer, "alice", "wonderland", "-t", "-S")
+		if !r.ok || r.sent <= 0 || r.received != r.sent || r.lost != 0 {
+			t.Fatalf("uclient over TLS: sent %d, received %d, lost %d, exit ok %v\n%s", r.sent, r.received, r.lost, r.ok, tailOf(r.out))
+		}
+	})
+
 	t.Run("loopback peers refused by default", func(t *testing.T) {
 		srv := startServe(t, bin, data, "--turn-secret", secret)
 		for _, transport := range []struct {
@@ -320,4 +349,37 @@ func TestRelayWithCoturnClients(t *testing.T) {
 			t.Errorf("refused peers = %v, want at least 2", got)
 		}
 	})
+}
+
+// writeSelfSignedCert writes a throwaway certificate for 127.0.0.1.
+func writeSelfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
