@@ -24,6 +24,8 @@ type rawClient struct {
 	realm  string
 	key    []byte
 	nonce  string
+	// seen records the error codes that led to a retry with a new nonce.
+	seen []stun.ErrorCode
 }
 
 func newRawClient(t testing.TB, server net.Addr, user, realm, password string) *rawClient {
@@ -70,6 +72,7 @@ func (c *rawClient) do(method stun.Method, attrs ...stun.Setter) (*stun.Message,
 		}
 		var nonce stun.Nonce
 		if (code.Code == stun.CodeUnauthorized || code.Code == stun.CodeStaleNonce) && nonce.GetFrom(res) == nil && attempt == 0 {
+			c.seen = append(c.seen, code.Code)
 			c.nonce = nonce.String()
 			var realm stun.Realm
 			if realm.GetFrom(res) == nil && c.realm == "" {

@@ -522,3 +522,23 @@ func TestIdleTCPClientIsDisconnected(t *testing.T) {
 		t.Fatal("the relay kept a silent connection open for 5s")
 	}
 }
+
+func TestStaleNonceGets438WithAFreshNonce(t *testing.T) {
+	r := startRelay(t, nil)
+	c := newRawClient(t, r.udp, "alice", testRealm, "alice-pw")
+	c.nonce = "obviously-not-a-nonce-this-server-issued"
+	if _, _, err := c.allocate(); err != nil {
+		t.Fatalf("allocate after a stale nonce: %v", err)
+	}
+	if len(c.seen) != 1 || c.seen[0] != stun.CodeStaleNonce {
+		t.Fatalf("retries after %v, want one 438 Stale Nonce", c.seen)
+	}
+	// A fresh client gets 401 with a nonce first, then succeeds.
+	d := newRawClient(t, r.udp, "bob", testRealm, "bob-pw")
+	if _, _, err := d.allocate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.seen) != 1 || d.seen[0] != stun.CodeUnauthorized {
+		t.Fatalf("retries after %v, want one 401", d.seen)
+	}
+}
