@@ -321,7 +321,13 @@ func (e *Engine) reconcile(ci *focus.ConferenceInfo) {
 	}
 	for name, u := range e.users {
 		if _, still := users[name]; !still {
-			leaving = append(leaving, e.peerItemLocked(name, u))
+			it := e.peerItemLocked(name, u)
+			leaving = append(leaving, it)
+			// A first record at once, so that a Stats call before the full
+			// one below does not miss the participant.
+			ps := e.peerStatsFrom(it, false)
+			ps.Left = true
+			e.departed[name] = ps
 		}
 	}
 	e.users = users
@@ -896,14 +902,24 @@ func (e *Engine) peerItemLocked(name string, u focus.User) peerItem {
 // peerStats computes one peer's statistics; it calls into the leg's ICE
 // session, so e.mu must not be held.
 func (e *Engine) peerStats(it peerItem) PeerStats {
+	return e.peerStatsFrom(it, true)
+}
+
+// peerStatsFrom computes one peer's statistics, with the ICE session's
+// figures (RTT, bytes) only if withSession: without them it is safe under
+// e.mu (pion's callbacks take e.mu, so calling into pion under it could
+// deadlock).
+func (e *Engine) peerStatsFrom(it peerItem, withSession bool) PeerStats {
 	ps := PeerStats{User: it.user}
 	var rtt time.Duration
-	if it.leg != nil && it.leg.sess != nil {
+	if it.leg != nil {
+		ps.LocalCandidateType, ps.RemoteCandidateType = it.ri.LocalType, it.ri.RemoteType
+		ps.SetupMS = it.leg.setup.Milliseconds()
+	}
+	if withSession && it.leg != nil && it.leg.sess != nil {
 		is := it.leg.sess.Stats()
 		rtt = is.RTT
 		ps.BytesSent, ps.BytesReceived = is.BytesSent, is.BytesReceived
-		ps.LocalCandidateType, ps.RemoteCandidateType = it.ri.LocalType, it.ri.RemoteType
-		ps.SetupMS = it.leg.setup.Milliseconds()
 	}
 	switch {
 	case it.kind == focus.KindBridge || it.route.Via == focus.Server:
