@@ -105,7 +105,7 @@ func (a *authenticator) key(username, realm string) (userID string, key []byte, 
 	return user, LongTermKey(username, realm, RESTPassword(a.secret, username)), nil
 }
 
-var errWrongRealm = errors.New("relay: wrong realm")
+var errWrongRealm = errors.New("wrong realm")
 
 func allDigits(s string) bool {
 	if s == "" || len(s) > 18 {

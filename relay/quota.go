@@ -6,8 +6,8 @@ import (
 )
 
 var (
-	errQuotaUser  = errors.New("relay: allocation quota of user reached")
-	errQuotaTotal = errors.New("relay: server allocation capacity reached")
+	errQuotaUser  = errors.New("allocation quota of user reached")
+	errQuotaTotal = errors.New("server allocation capacity reached")
 )
 
 // quota counts live allocations per user and in total. A slot is taken

@@ -23,7 +23,7 @@ import (
 // allocations to wind down after their sockets are closed.
 const closeWait = 5 * time.Second
 
-var errPeerRefused = errors.New("relay: peer address refused by policy")
+var errPeerRefused = errors.New("peer address refused by policy")
 
 // Endpoint is one address the server listens on.
 type Endpoint struct {
@@ -74,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Net == nil {
 		if cfg.Net, err = stdnet.NewNet(); err != nil {
-			return nil, fmt.Errorf("relay: host network: %w", err)
+			return nil, fmt.Errorf("host network: %w", err)
 		}
 	}
 	reg := cfg.Metrics
@@ -83,7 +83,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
-		return nil, fmt.Errorf("relay: metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -142,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 			}
 			ln, err := cfg.Net.CreateListenConfig(&net.ListenConfig{}).Listen(context.Background(), network, l.Addr)
 			if err != nil {
-				return fail(fmt.Errorf("relay: listen %s %s: %w", l.Network, l.Addr, err))
+				return fail(fmt.Errorf("%s listener: %w", l.Network, err))
 			}
 			opened = append(opened, ln)
 			kind := "tcp"
@@ -175,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 		ChannelBindTimeout: cfg.ChannelLifetime,
 	})
 	if err != nil {
-		return fail(fmt.Errorf("relay: %w", err))
+		return fail(fmt.Errorf("pion turn server: %w", err))
 	}
 	for _, e := range s.endpoints {
 		s.log.Info("listening", "network", e.Network, "addr", e.Addr.String())
@@ -217,14 +217,14 @@ func (s *Server) listenUDP(network, addr string) ([]net.PacketConn, error) {
 	if n == 1 {
 		pc, err := s.cfg.Net.ListenPacket(network, addr)
 		if err != nil {
-			return nil, fmt.Errorf("relay: listen udp %s: %w", addr, err)
+			return nil, fmt.Errorf("udp listener: %w", err)
 		}
 		setBuffers(pc)
 		return []net.PacketConn{pc}, nil
 	}
 	probe, err := s.cfg.Net.ListenPacket(network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen udp %s: %w", addr, err)
+		return nil, fmt.Errorf("udp listener: %w", err)
 	}
 	bound := probe.LocalAddr().String()
 	probe.Close()
@@ -236,7 +236,7 @@ func (s *Server) listenUDP(network, addr string) ([]net.PacketConn, error) {
 			for _, c := range socks {
 				c.Close()
 			}
-			return nil, fmt.Errorf("relay: listen udp %s (SO_REUSEPORT): %w", bound, err)
+			return nil, fmt.Errorf("udp listener %s (SO_REUSEPORT): %w", bound, err)
 		}
 		setBuffers(pc)
 		socks = append(socks, pc)
@@ -328,7 +328,7 @@ func (s *Server) relayGenerator(local net.Addr) (*relayGen, error) {
 	}
 	g := &relayGen{s: s, inner: inner}
 	if err := g.Validate(); err != nil {
-		return nil, fmt.Errorf("relay: relay addresses: %w", err)
+		return nil, fmt.Errorf("relay addresses: %w", err)
 	}
 	return g, nil
 }
