@@ -542,3 +542,57 @@ func TestStaleNonceGets438WithAFreshNonce(t *testing.T) {
 		t.Fatalf("retries after %v, want one 401", d.seen)
 	}
 }
+
+func TestIPv6LoopbackListener(t *testing.T) {
+	probe, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	probe.Close()
+	r := startRelay(t, func(c *Config) {
+		c.Listeners = []Listener{{Network: "udp", Addr: "[::1]:0"}}
+		c.AllowPeers = []netip.Prefix{netip.MustParsePrefix("::1/128")}
+	})
+	peer, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	conn, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, conn: conn, server: r.udp, user: "alice", realm: testRealm, key: LongTermKey("alice", testRealm, "alice-pw")}
+	defer conn.Close()
+	relayed, _, err := c.allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	if relayed.IP.To4() != nil || !relayed.IP.IsLoopback() {
+		t.Fatalf("relayed address %v, want IPv6 loopback", relayed)
+	}
+	if err := c.channelBind(0x4000, peer.LocalAddr()); err != nil {
+		t.Fatalf("channel bind to [::1]: %v", err)
+	}
+	c.sendChannelData(0x4000, []byte("v6"))
+	if got, _ := readFrom(t, peer, 2*time.Second); string(got) != "v6" {
+		t.Fatalf("peer got %q", got)
+	}
+	// ::1 stays refused for a server that did not open it, in any spelling.
+	strict := startRelay(t, func(c *Config) {
+		c.Listeners = []Listener{{Network: "udp", Addr: "[::1]:0"}}
+		c.AllowPeers = nil
+	})
+	conn2, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	d := &rawClient{t: t, conn: conn2, server: strict.udp, user: "alice", realm: testRealm, key: LongTermKey("alice", testRealm, "alice-pw")}
+	if _, _, err := d.allocate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.channelBind(0x4000, peer.LocalAddr()); codeOf(err) != stun.CodeForbidden {
+		t.Fatalf("channel bind to [::1] on a strict relay: %v, want 403", err)
+	}
+}
