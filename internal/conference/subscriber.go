@@ -52,6 +52,15 @@ type Subscriber struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
+	// pc is our own UDP socket (nil over TCP); laddr names it for sipgo's
+	// connection pool. Owning it means Close ends its read goroutine for
+	// sure: a socket sipgo opens itself is closed by reference counting,
+	// which can go negative under retransmissions, and then nothing closes
+	// it (its reader outlives the subscriber).
+	pc        net.PacketConn
+	laddr     sip.Addr
+	serveDone chan struct{}
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -121,6 +130,12 @@ func Subscribe(ctx context.Context, cfg SubscriberConfig) (*Subscriber, error) {
 		updates: make(chan struct{}, 1),
 	}
 	srv.OnNotify(s.onNotify)
+	if cfg.Transport == "udp" {
+		if err := s.listenUDP(); err != nil {
+			s.shutdown()
+			return nil, err
+		}
+	}
 	granted, err := s.subscribe(ctx, cfg.Expires)
 	if err != nil {
 		s.shutdown()
@@ -204,6 +219,9 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 	}
 	req.SetTransport(s.cfg.Transport)
 	req.SetDestination(net.JoinHostPort(host, strconv.Itoa(port)))
+	if s.pc != nil {
+		s.laddr.Copy(&req.Laddr)
+	}
 
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -330,4 +348,43 @@ func (s *Subscriber) shutdown() {
 	s.client.Close()
 	s.srv.Close()
 	s.ua.Close()
+	if s.pc != nil {
+		s.pc.Close()
+		<-s.serveDone
+	}
+}
+
+// listenUDP opens our SIP socket on an ephemeral port of every address
+// and serves it; requests are sent from it (req.Laddr), so the focus's
+// NOTIFYs, which go where our SUBSCRIBE came from (rport), arrive on it.
+func (s *Subscriber) listenUDP() error {
+	network := "udp4"
+	if host, _, err := net.SplitHostPort(s.cfg.Server); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+			network = "udp6"
+		}
+	}
+	pc, err := net.ListenPacket(network, ":0")
+	if err != nil {
+		return fmt.Errorf("subscribe: open sip socket: %w", err)
+	}
+	la := pc.LocalAddr().(*net.UDPAddr)
+	s.pc = pc
+	s.laddr = sip.Addr{IP: la.IP, Port: la.Port, Hostname: la.IP.String()}
+	s.serveDone = make(chan struct{})
+	tp := s.ua.TransportLayer()
+	go func() {
+		defer close(s.serveDone)
+		// ServeUDP returns when the socket closes (shutdown).
+		_ = tp.ServeUDP(pc)
+	}()
+	// sipgo's pool learns the socket from ServeUDP's goroutine; a request
+	// sent before that would open a second socket of its own.
+	for i := 0; i < 2000; i++ {
+		if c, _ := tp.GetConnection("udp", pc.LocalAddr().String()); c != nil {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return errors.New("subscribe: sip socket did not come up")
 }
