@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +34,20 @@ import (
 // checks are retransmitted anyway), and an IP the server refused is
 // skipped for refusedRetry before it is tried again. TURN over TCP or TLS stays with
 // pion.
+
+// A relay also never sends to a peer address its relayed address cannot
+// reach (relayReaches): a relay on a public address cannot reach a peer's
+// private host candidate, and asking it to is not harmless. coturn 4.6,
+// when its relay socket's send fails (ENETUNREACH on a server without a
+// route into that private range), closes the whole allocation, not just
+// that peer: every later ChannelData then lands in a fresh, unauthenticated
+// session and is dropped ("wrote to peer 0 bytes"), our ChannelBinds get
+// 438 Wrong nonce and then 400 Bad Request, and pion/turn's client closes
+// the allocation on that 400. A call offering host candidates through
+// coturn thus lost its relayed candidate at the first check. Such pairs can
+// never succeed anyway (and a relay that does reach its operator's private
+// network must not be used to), so their checks are dropped here, as the
+// network would drop them.
 
 // refusedRetry is how long a peer IP the TURN server refused a permission
 // for is skipped before asking again.
@@ -114,6 +129,9 @@ func (s *Session) gatherRelay(ctx context.Context, u *stun.URI, gen uint64) erro
 		return fmt.Errorf("relay candidate: %w", err)
 	}
 	conn := &relayConn{PacketConn: alloc, perms: map[string]*permState{}, wg: &s.relayWG, log: s.log}
+	if ip, ok := netip.AddrFromSlice(ra.IP); ok {
+		conn.relayed = ip.Unmap()
+	}
 	s.mu.Lock()
 	stale := s.relayGen != gen || s.closed.Load()
 	s.mu.Unlock()
@@ -186,10 +204,61 @@ type queued struct {
 	addr net.Addr
 }
 
+// scope is how far an address reaches, for relayReaches.
+type scope int
+
+const (
+	scopeNone scope = iota // unspecified, multicast, broadcast: never a peer
+	scopeLoopback
+	scopePrivate // RFC 1918, RFC 4193, link-local, RFC 6598 shared space
+	scopePublic
+)
+
+// sharedSpace is RFC 6598's carrier-grade NAT range, private in practice.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+func scopeOf(ip netip.Addr) scope {
+	ip = ip.Unmap()
+	switch {
+	case !ip.IsValid(), ip.IsUnspecified(), ip.IsMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return scopeNone
+	case ip.IsLoopback():
+		return scopeLoopback
+	case ip.IsPrivate(), ip.IsLinkLocalUnicast(), sharedSpace.Contains(ip):
+		return scopePrivate
+	}
+	return scopePublic
+}
+
+// relayReaches reports whether a TURN relay sending from relayed can reach
+// peer: the same address family, and a peer scope the relay's own address
+// can route to. A loopback relay reaches only loopback peers, a relay on a
+// private address private and public ones, a public relay only public ones
+// (a TURN server on the internet has no business in, and usually no route
+// to, the private network behind a peer's NAT).
+func relayReaches(relayed, peer netip.Addr) bool {
+	relayed, peer = relayed.Unmap(), peer.Unmap()
+	if relayed.Is4() != peer.Is4() {
+		return false
+	}
+	switch ps := scopeOf(peer); scopeOf(relayed) {
+	case scopeLoopback:
+		return ps == scopeLoopback
+	case scopePrivate:
+		return ps == scopePrivate || ps == scopePublic
+	case scopePublic:
+		return ps == scopePublic
+	}
+	return false
+}
+
 // permState is what relayConn knows about one peer IP.
 type permState struct {
 	pending bool
 	ok      bool
+	// unreachable marks a peer IP outside the relay's reach
+	// (relayReaches); packets to it are dropped without asking the server.
+	unreachable bool
 	// queue holds packets written while pending.
 	queue []queued
 	// retryAt is when a refused IP may be asked for again.
@@ -201,6 +270,9 @@ type permState struct {
 type relayConn struct {
 	net.PacketConn
 	log *slog.Logger
+	// relayed is the allocation's relayed address; peers it cannot reach
+	// are never sent to. Zero means no such filtering.
+	relayed netip.Addr
 	// wg counts permission goroutines; the Session waits for them after
 	// the agent (and with it the TURN client) is closed.
 	wg *sync.WaitGroup
@@ -222,7 +294,17 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	}
 	st := c.perms[key]
+	if st == nil && c.relayed.IsValid() {
+		if ip, ok := netip.AddrFromSlice(ua.IP); !ok || !relayReaches(c.relayed, ip) {
+			st = &permState{unreachable: true}
+			c.perms[key] = st
+			c.log.Debug("TURN relay cannot reach this peer; its checks are dropped", "relayed", c.relayed, "peer", key)
+		}
+	}
 	switch {
+	case st != nil && st.unreachable:
+		c.mu.Unlock()
+		return len(p), nil
 	case st != nil && st.ok:
 		c.mu.Unlock()
 		return c.PacketConn.WriteTo(p, addr)
