@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // TURN server our phones must also work with. Without the binary the test
 // skips, except under PUNCHLINE_LAB=1 (CI installs coturn), where that is a
 // failure.
-func startCoturn(t *testing.T) string {
+func startCoturn(t *testing.T) (string, *lockedLog) {
 	t.Helper()
 	bin, err := exec.LookPath("turnserver")
 	if err != nil {
@@ -34,6 +35,7 @@ func startCoturn(t *testing.T) string {
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	pc.Close()
+	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin,
 		"-n", "--no-cli", "--no-tls", "--no-dtls", "--log-file", "stdout", "--simple-log",
@@ -41,7 +43,9 @@ func startCoturn(t *testing.T) string {
 		"--min-port", "49152", "--max-port", "65535",
 		"--lt-cred-mech", "--realm", turnRealm, "--user", turnUser+":"+turnPass,
 		"--allow-loopback-peers", "--no-multicast-peers",
-		"--pidfile", t.TempDir()+"/turnserver.pid")
+		// --verbose logs every peer a permission is installed for; its
+		// own user database keeps the system's /var/lib/turn untouched.
+		"--verbose", "--pidfile", dir+"/turnserver.pid", "--userdb", dir+"/turndb")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +55,7 @@ func startCoturn(t *testing.T) string {
 		t.Fatal(err)
 	}
 	logDone := make(chan struct{})
-	var log strings.Builder
+	log := &lockedLog{}
 	ready := make(chan struct{})
 	go func() {
 		defer close(logDone)
@@ -59,7 +63,7 @@ func startCoturn(t *testing.T) string {
 		once := false
 		for sc.Scan() {
 			line := sc.Text()
-			log.WriteString(line + "\n")
+			log.add(line)
 			if !once && strings.Contains(line, "Total General servers") || !once && strings.Contains(line, "IPv4. UDP listener opened") {
 				once = true
 				close(ready)
@@ -82,7 +86,25 @@ func startCoturn(t *testing.T) string {
 	case <-time.After(10 * time.Second):
 		t.Fatal("turnserver did not start")
 	}
-	return fmt.Sprintf("127.0.0.1:%d", port)
+	return fmt.Sprintf("127.0.0.1:%d", port), log
+}
+
+// lockedLog collects turnserver's output while it runs.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestCoturnRelay runs relayed calls through coturn. NOTES records a
@@ -91,7 +113,7 @@ func startCoturn(t *testing.T) string {
 // candidates. The cases cover relay-only on both sides and relay-only
 // against a peer offering everything.
 func TestCoturnRelay(t *testing.T) {
-	addr := startCoturn(t)
+	addr, _ := startCoturn(t)
 	relayOnly := func() ice.Config { return relayConfig("turn:" + addr + "?transport=udp") }
 	all := func() ice.Config {
 		c := loopbackConfig()
@@ -131,5 +153,82 @@ func TestCoturnRelay(t *testing.T) {
 			}
 			exchange(t, ca, cb, 5)
 		})
+	}
+}
+
+// TestCoturnRelayIgnoresPeersItCannotReach offers the relaying side, besides
+// the peer's loopback host candidate, candidates its loopback relay cannot
+// reach: a private host address and a public (documentation-range) one, at
+// higher priority so they are checked first. coturn 4.6 closes a whole
+// allocation when its relay fails to send to one peer (seen in the kernel
+// lab: a public relay, no route to a phone's private host candidate), so
+// the phone must never ask it to; the call must still go through coturn,
+// and coturn must never have been asked for those peers at all (its log
+// names every peer it installs a permission for).
+func TestCoturnRelayIgnoresPeersItCannotReach(t *testing.T) {
+	addr, log := startCoturn(t)
+	a, err := ice.NewSession(relayConfig("turn:"+addr+"?transport=udp"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ice.NewSession(loopbackConfig(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	la, err := a.Gather(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := b.Gather(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := []string{"10.99.0.7", "198.51.100.9"}
+	remote := []string{
+		"1 1 udp 2130706431 " + unreachable[0] + " 40000 typ host",
+		"2 1 udp 2130706430 " + unreachable[1] + " 40002 typ host",
+	}
+	remote = append(remote, lb.Candidates...)
+	if err := a.SetRemote(lb.Ufrag, lb.Pwd, remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetRemote(la.Ufrag, la.Pwd, la.Candidates); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	var cb net.Conn
+	go func() {
+		var err error
+		cb, err = b.Connect(ctx)
+		errc <- err
+	}()
+	ca, err := a.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.Route()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Route != ice.RouteRelayed || r.RemoteType != "host" {
+		t.Fatalf("route %+v, want relayed to the loopback host candidate", r)
+	}
+	// Long enough for many check rounds towards the unreachable peers.
+	exchange(t, ca, cb, 20)
+	out := log.String()
+	for _, ip := range unreachable {
+		if strings.Contains(out, "peer "+ip) {
+			t.Errorf("coturn was asked to reach %s, which its loopback relay cannot:\n%s", ip, out)
+		}
+	}
+	if !strings.Contains(out, "peer 127.0.0.1") {
+		t.Errorf("coturn's log shows no permission for the loopback peer; is it logging peers?\n%s", out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -89,5 +90,61 @@ func TestRelayConnNeverBlocksOnPermissions(t *testing.T) {
 	_ = c.Close()
 	if _, err := c.WriteTo([]byte("closed"), peer); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("WriteTo after Close = %v", err)
+	}
+}
+
+func TestRelayReaches(t *testing.T) {
+	for _, tc := range []struct {
+		relayed, peer string
+		want          bool
+	}{
+		{"203.0.113.1", "198.51.100.7", true},       // public to public
+		{"203.0.113.1", "10.0.2.2", false},          // public relay, private host candidate
+		{"203.0.113.1", "192.168.1.5", false},       // likewise
+		{"203.0.113.1", "100.64.3.4", false},        // carrier-grade NAT space
+		{"203.0.113.1", "169.254.1.1", false},       // link-local
+		{"203.0.113.1", "127.0.0.1", false},         // the relay's own host
+		{"203.0.113.1", "224.0.0.251", false},       // multicast
+		{"203.0.113.1", "0.0.0.0", false},           // unspecified
+		{"203.0.113.1", "2001:db8::1", false},       // other family
+		{"10.0.0.1", "10.0.5.5", true},              // relay inside a private network
+		{"10.0.0.1", "203.0.113.9", true},           // private relay, public peer
+		{"10.0.0.1", "127.0.0.1", false},            // private relay, loopback
+		{"127.0.0.1", "127.0.0.1", true},            // loopback test server
+		{"127.0.0.1", "10.99.0.7", false},           // loopback relay, private peer
+		{"127.0.0.1", "198.51.100.9", false},        // loopback relay, public peer
+		{"2001:db8::1", "2001:db8::2", true},        // IPv6 public
+		{"2001:db8::1", "fd00::5", false},           // IPv6 unique local
+		{"::ffff:203.0.113.1", "203.0.113.2", true}, // mapped relayed address
+	} {
+		got := relayReaches(netip.MustParseAddr(tc.relayed), netip.MustParseAddr(tc.peer))
+		if got != tc.want {
+			t.Errorf("relayReaches(%s, %s) = %v, want %v", tc.relayed, tc.peer, got, tc.want)
+		}
+	}
+}
+
+// TestRelayConnDropsPeersOutOfReach: a relay on a public address is never
+// asked to send to a private host candidate (coturn closes the whole
+// allocation when that send fails), while public peers go through.
+func TestRelayConnDropsPeersOutOfReach(t *testing.T) {
+	inner := &blockingConn{release: make(chan struct{})}
+	close(inner.release)
+	var wg sync.WaitGroup
+	c := &relayConn{PacketConn: inner, perms: map[string]*permState{}, wg: &wg, log: slog.New(slog.DiscardHandler),
+		relayed: netip.MustParseAddr("203.0.113.1")}
+	private := &net.UDPAddr{IP: net.ParseIP("10.0.2.2"), Port: 5000}
+	public := &net.UDPAddr{IP: net.ParseIP("198.51.100.7"), Port: 4000}
+	for range 3 {
+		if n, err := c.WriteTo([]byte("check"), private); n != 5 || err != nil {
+			t.Fatalf("WriteTo(private) = %d, %v; want it silently dropped", n, err)
+		}
+	}
+	if _, err := c.WriteTo([]byte("to-public"), public); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if got := inner.got(); len(got) != 1 || got[0] != "to-public" {
+		t.Fatalf("the allocation was asked to send %q, want only to-public", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -59,6 +60,9 @@ func (l *Lab) StartCoturn(ctx context.Context, cfg CoturnConfig) (*Coturn, error
 		"--pidfile", filepath.Join(cfg.Dir, "turnserver.pid"),
 		"--userdb", filepath.Join(cfg.Dir, "turndb"),
 		"--log-file", "stdout", "--simple-log", "--verbose",
+	}
+	if os.Getenv("PUNCHLINE_LAB_DUMP") != "" {
+		args = append(args, "-V")
 	}
 	names := make([]string, 0, len(cfg.Users))
 	for n := range cfg.Users {

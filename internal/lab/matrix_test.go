@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -173,15 +174,16 @@ func coturnCell(name string, bothArgs ...string) cell {
 }
 
 // TestCallThroughCoturnAllCandidates is the coturn cell with every
-// candidate type in play. It fails today and is kept runnable on demand:
-// pion/turn's client gets 400 Bad Request from coturn 4.6 on ChannelBind
-// (after 438 Stale nonce) and closes the allocation, so ICE finds no path.
-// With relay candidates only (the matrix cell) coturn carries the call.
+// candidate type in play: host, server-reflexive and relayed candidates on
+// both sides, coturn 4.6 as the only STUN/TURN server. It used to fail:
+// our relayed candidate sent its first checks to the peer's private host
+// address, coturn's relay had no route there, and coturn answered that
+// failed send (ENETUNREACH) by closing the whole allocation, so no relayed
+// check ever got through (package ice, relay.go, now never asks a relay
+// to send where its relayed address cannot reach). With relay candidates
+// only (the matrix cell) the bug did not show.
 func TestCallThroughCoturnAllCandidates(t *testing.T) {
 	requireLab(t)
-	if os.Getenv("PUNCHLINE_LAB_COTURN") == "" {
-		t.Skip("known interop failure (pion/turn client vs coturn 4.6: ChannelBind 400, allocation closed); PUNCHLINE_LAB_COTURN=1 runs it")
-	}
 	bin := punchlineBinary(t)
 	requirePhone(t, bin)
 	r := &cellResult{cell: coturnCell("symmetric to symmetric through coturn, all candidates")}
@@ -339,8 +341,9 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		t.FailNow()
 	}
 	var bothArgs []string
+	var ct *Coturn
 	if c.coturn {
-		ct, err := l.StartCoturn(ctx, CoturnConfig{Dir: t.TempDir(), Users: users})
+		ct, err = l.StartCoturn(ctx, CoturnConfig{Dir: t.TempDir(), Users: users})
 		if errors.Is(err, ErrUnavailable) {
 			if os.Getenv("PUNCHLINE_LAB") != "" {
 				t.Fatal(err)
@@ -355,11 +358,17 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 			if t.Failed() {
 				t.Logf("coturn output:\n%s", Tail(ct.Output(), 40))
 			}
+			if d := os.Getenv("PUNCHLINE_LAB_DUMP"); d != "" {
+				_ = os.WriteFile(filepath.Join(d, "coturn.log"), []byte(ct.Output()), 0o644)
+			}
 		}()
 		bothArgs = []string{"--stun", "stun:" + ct.Addr.String(), "--turn", "turn:" + ct.Addr.String()}
 	}
 	dir := t.TempDir()
 	bothArgs = append(bothArgs, c.bothArgs...)
+	if os.Getenv("PUNCHLINE_LAB_DUMP") != "" {
+		bothArgs = append(bothArgs, "--log-level", "debug")
+	}
 	phone := func(user string, node *Node, extra ...string) []string {
 		extra = append(extra, bothArgs...)
 		return append([]string{bin, "phone",
@@ -416,6 +425,12 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	}
 	callerErr := caller.Wait(ctx)
 	hungUp := time.Now()
+	if d := os.Getenv("PUNCHLINE_LAB_DUMP"); d != "" {
+		defer func() {
+			_ = os.WriteFile(filepath.Join(d, "caller.log"), []byte(caller.Output()), 0o644)
+			_ = os.WriteFile(filepath.Join(d, "callee.log"), []byte(callee.Output()), 0o644)
+		}()
+	}
 	if callerErr != nil {
 		fail("caller: %v\n%s", callerErr, Tail(caller.Output(), 30))
 	}
@@ -459,10 +474,29 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		}
 		// A relayed call pushes both directions' audio through the relay
 		// (50 packets/s each way; the same 40% bar as the audio check).
+		// (coturn's own count is checked below, from its log.)
 		// A direct one leaves only ICE checks there (20 to 90 measured),
 		// which the in-call rate below tells apart from audio.
 		if min := int(0.4 * 2 * 50 * c.callFor.Seconds()); c.want == "relayed" && r.relayedPackets < min {
 			fail("relayed call, but our relay forwarded only %d packets (want ≥ %d)", r.relayedPackets, min)
+		}
+	}
+	if ct != nil && c.want == "relayed" {
+		// coturn's own count: it logs each allocation's traffic with its
+		// peers when the allocation ends (the phones release theirs on
+		// exit). Audio both ways is 100 packets/s; the bar is the same 40%.
+		min := int(0.4 * 2 * 50 * c.callFor.Seconds())
+		n := coturnPeerPackets(ct.Output())
+		for deadline := time.Now().Add(5 * time.Second); n < min && time.Now().Before(deadline); n = coturnPeerPackets(ct.Output()) {
+			select {
+			case <-ct.out.changed():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		r.relayedPackets = n
+		t.Logf("coturn carried %d packets between its allocations and their peers", n)
+		if n < min {
+			fail("relayed call through coturn, but coturn carried only %d packets with peers (want ≥ %d)", n, min)
 		}
 	}
 
@@ -520,6 +554,22 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		}
 	}
 	r.audio = strings.Join(audio, ", ")
+}
+
+// coturnPeerUsage matches coturn's per-allocation summary of its traffic
+// with peers, logged when an allocation ends.
+var coturnPeerUsage = regexp.MustCompile(`peer usage: .*\brp=(\d+), rb=\d+, sp=(\d+),`)
+
+// coturnPeerPackets sums the packets coturn's ended allocations received
+// from and sent to their peers.
+func coturnPeerPackets(log string) int {
+	n := 0
+	for _, m := range coturnPeerUsage.FindAllStringSubmatch(log, -1) {
+		rp, _ := strconv.Atoi(m[1])
+		sp, _ := strconv.Atoi(m[2])
+		n += rp + sp
+	}
+	return n
 }
 
 // registeredLine is what the phone prints once its REGISTER succeeded.
