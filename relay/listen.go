@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // tlsHandshakeTimeout bounds how long a TLS client may take to finish its
@@ -21,11 +19,8 @@ const tlsHandshakeTimeout = 10 * time.Second
 // plus header and padding).
 const maxFrame = 0xFFFF + stunHeaderSize + 4
 
-// readBatch is how many datagrams one recvmmsg call may return. Under
-// load (and on a busy machine, where the read loop waits for a CPU) the
-// backlog is drained with one system call and one wake-up per batch rather
-// than per datagram.
-const readBatch = 32
+// listenBatch is how many datagrams one read on a listener may return.
+const listenBatch = 32
 
 // listenConn is a UDP listening socket as pion sees it: datagrams are read
 // in batches where the socket allows, each is passed through the inspector,
@@ -34,64 +29,16 @@ type listenConn struct {
 	net.PacketConn
 	s    *Server
 	exit sync.Once
-
-	// batch reads several datagrams per system call (host UDP sockets);
-	// nil reads one at a time (vnet). msgs[next:count] are read and not
-	// yet handed to pion. Only pion's read loop touches these.
-	batch interface {
-		ReadBatch([]ipv4.Message, int) (int, error)
-	}
-	msgs        []ipv4.Message
-	next, count int
+	in   batchReader // used by pion's read loop only
 }
 
 func newListenConn(pc net.PacketConn, s *Server) *listenConn {
-	c := &listenConn{PacketConn: pc, s: s}
-	u, ok := pc.(*net.UDPConn)
-	if !ok {
-		return c
-	}
-	if la, ok := u.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
-		c.batch = ipv4.NewPacketConn(u)
-	} else {
-		c.batch = ipv6.NewPacketConn(u)
-	}
-	c.msgs = make([]ipv4.Message, readBatch)
-	for i := range c.msgs {
-		c.msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
-	}
-	return c
-}
-
-// maxDatagram is the read buffer per datagram: pion drops anything of
-// its inbound MTU (1600) or more, so a larger datagram only needs to show
-// that it was larger.
-const maxDatagram = 1600
-
-// read returns the next datagram, from the batch or the socket.
-func (c *listenConn) read(p []byte) (int, net.Addr, error) {
-	if c.batch == nil {
-		return c.PacketConn.ReadFrom(p)
-	}
-	if c.next == c.count {
-		n, err := c.batch.ReadBatch(c.msgs, 0)
-		if err != nil {
-			return 0, nil, err
-		}
-		c.next, c.count = 0, n
-	}
-	m := &c.msgs[c.next]
-	c.next++
-	n := copy(p, m.Buffers[0][:m.N])
-	if m.N >= maxDatagram {
-		n = len(p) // truncated: let pion see an oversize datagram and drop it
-	}
-	return n, m.Addr, nil
+	return &listenConn{PacketConn: pc, s: s, in: newBatchReader(pc, listenBatch)}
 }
 
 func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.read(p)
+		n, addr, err := c.in.read(p)
 		if err != nil {
 			// pion's read loop returns on any error; only closing ends it.
 			c.exit.Do(c.s.loops.Done)
