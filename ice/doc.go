@@ -50,7 +50,10 @@
 // rather than by pion's agent, behind a socket whose writes never wait for
 // a TURN permission (relay.go explains why): with pion's own, every new
 // peer address stalls all connectivity checks for a round trip to the
-// TURN server, which doubled direct setup in the in-process lab.
+// TURN server, which doubled direct setup in the in-process lab. That
+// socket also never asks a relay to send to a peer its relayed address
+// cannot reach (a public relay to a private host candidate): coturn closes
+// the whole allocation when such a send fails.
 //
 // # ICE in SDP
 //

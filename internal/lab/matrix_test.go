@@ -358,15 +358,15 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 			if t.Failed() {
 				t.Logf("coturn output:\n%s", Tail(ct.Output(), 40))
 			}
-			if d := os.Getenv("PUNCHLINE_LAB_DUMP"); d != "" {
-				_ = os.WriteFile(filepath.Join(d, "coturn.log"), []byte(ct.Output()), 0o644)
+			if p := dumpPath(t, "coturn"); p != "" {
+				_ = os.WriteFile(p, []byte(ct.Output()), 0o644)
 			}
 		}()
 		bothArgs = []string{"--stun", "stun:" + ct.Addr.String(), "--turn", "turn:" + ct.Addr.String()}
 	}
 	dir := t.TempDir()
 	bothArgs = append(bothArgs, c.bothArgs...)
-	if os.Getenv("PUNCHLINE_LAB_DUMP") != "" {
+	if dumpPath(t, "") != "" {
 		bothArgs = append(bothArgs, "--log-level", "debug")
 	}
 	phone := func(user string, node *Node, extra ...string) []string {
@@ -425,10 +425,10 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 	}
 	callerErr := caller.Wait(ctx)
 	hungUp := time.Now()
-	if d := os.Getenv("PUNCHLINE_LAB_DUMP"); d != "" {
+	if p := dumpPath(t, "caller"); p != "" {
 		defer func() {
-			_ = os.WriteFile(filepath.Join(d, "caller.log"), []byte(caller.Output()), 0o644)
-			_ = os.WriteFile(filepath.Join(d, "callee.log"), []byte(callee.Output()), 0o644)
+			_ = os.WriteFile(p, []byte(caller.Output()), 0o644)
+			_ = os.WriteFile(dumpPath(t, "callee"), []byte(callee.Output()), 0o644)
 		}()
 	}
 	if callerErr != nil {
@@ -554,6 +554,18 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		}
 	}
 	r.audio = strings.Join(audio, ", ")
+}
+
+// dumpPath is where a cell's full log named what goes when
+// PUNCHLINE_LAB_DUMP names a directory (a debugging aid: the phones then
+// log at debug level and coturn with -V), or "" without it.
+func dumpPath(t *testing.T, what string) string {
+	d := os.Getenv("PUNCHLINE_LAB_DUMP")
+	if d == "" {
+		return ""
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	return filepath.Join(d, name+"-"+what+".log")
 }
 
 // coturnPeerUsage matches coturn's per-allocation summary of its traffic
