@@ -79,8 +79,11 @@ const (
 // RoomHandler serves requests addressed to conference rooms (Request-URI
 // users with Config.RoomPrefix). The proxy has authenticated the caller
 // (user is the account name) before it calls HandleRoom; the handler must
-// answer tx. Requests inside a room's dialog reach the handler too, as
-// their Request-URI is the focus' Contact, which the handler chooses.
+// answer tx. Requests inside a room's dialog reach the handler too when
+// their Request-URI is the focus' Contact (a room user at this server's
+// address): SUBSCRIBE refreshes and re-INVITEs authenticated (user set),
+// BYE and the rest with user "" (the handler matches them to its dialogs),
+// ACK with a nil tx.
 type RoomHandler interface {
 	HandleRoom(req *SIPRequest, tx ServerTransaction, user string)
 }

@@ -48,6 +48,10 @@ func (s *Server) handleRequest(req *siplib.Request, tx siplib.ServerTransaction)
 	}
 	token, hadRoute := s.popOurRoutes(req)
 	if _, ok := req.To().Params.Get("tag"); ok {
+		if token == "" && s.isRoomContact(req) {
+			s.roomInDialog(req, tx)
+			return
+		}
 		s.routeInDialog(req, tx, token, hadRoute)
 		return
 	}
@@ -255,6 +259,40 @@ func (s *Server) routeInDialog(req *siplib.Request, tx siplib.ServerTransaction,
 	s.reply(req, tx, 481, "Call/Transaction Does Not Exist", "no route for this in-dialog request")
 }
 
+// isRoomContact reports an in-dialog request addressed to the conference
+// focus itself: its Request-URI is the focus's Contact (a room user at one
+// of our own addresses) or the room URI in our realm (a subscriber that
+// keeps the room URI as its target), and no further Route leads elsewhere. The focus
+// answers such dialogs inside this process, so nothing record-routed them
+// and they carry no flow token.
+func (s *Server) isRoomContact(req *siplib.Request) bool {
+	return s.cfg.RoomHandler != nil && req.Route() == nil &&
+		strings.HasPrefix(req.Recipient.User, s.cfg.RoomPrefix) &&
+		(s.isOurs(&req.Recipient) || strings.EqualFold(req.Recipient.Host, s.cfg.Realm))
+}
+
+// roomInDialog hands an in-dialog request to the focus: a bridged phone's
+// BYE or re-INVITE, a participant's SUBSCRIBE refresh with the focus's To
+// tag (RFC 6665 §4.1.2.1). Requests that change membership (SUBSCRIBE,
+// INVITE) are authenticated as outside a dialog; the focus matches BYE
+// and ACK to its dialogs by Call-ID and tags.
+func (s *Server) roomInDialog(req *siplib.Request, tx siplib.ServerTransaction) {
+	user := ""
+	if req.Method == siplib.SUBSCRIBE || req.Method == siplib.INVITE {
+		u, ok := s.authenticate(req, tx, "Proxy-Authorization")
+		if !ok {
+			return
+		}
+		if from := req.From().Address.User; from != u {
+			s.metrics.authFailures.Inc()
+			s.reply(req, tx, 403, "Forbidden", "From "+from+" does not match authenticated user "+u)
+			return
+		}
+		user = u
+	}
+	s.cfg.RoomHandler.HandleRoom(req, tx, user)
+}
+
 // handleAck forwards ACKs for 2xx (ACKs for other responses are absorbed
 // by the server transaction). ACK has no response, so it goes statelessly.
 func (s *Server) handleAck(req *siplib.Request, _ siplib.ServerTransaction) {
@@ -279,6 +317,10 @@ func (s *Server) handleAck(req *siplib.Request, _ siplib.ServerTransaction) {
 		if ft, _ := req.From().Params.Get("tag"); ft != t.FromTag {
 			tg.flow = t.Caller
 		}
+	case s.isRoomContact(req):
+		// The ACK of a 2xx the focus sent (a bridged phone's call).
+		s.cfg.RoomHandler.HandleRoom(req, nil, "")
+		return
 	default:
 		b, ok := s.loc.findByContact(&req.Recipient, time.Now())
 		if !ok {

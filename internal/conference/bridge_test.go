@@ -116,10 +116,19 @@ func TestPlainSIPPhoneJoinsRoomThroughBridgeBothDirections(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("sipp failed: %v\n%s", err, out.String())
+			t.Fatalf("sipp failed (its BYE must get 200 from the focus): %v\n%s", err, out.String())
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("sipp did not finish:\n%s", out.String())
+	}
+	// The BYE reached the focus: carl leaves the room at once, not 10 s
+	// after his RTP stopped.
+	left := time.Now()
+	for srv.MetricValue(t, "punchline_conference_participants", "room=bridged", "kind=bridge") != 0 {
+		if time.Since(left) > 2*time.Second {
+			t.Fatalf("carl still in the room 2 s after his BYE was answered")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -66,17 +66,22 @@ type Subscriber struct {
 	wg     sync.WaitGroup
 
 	// mu guards the dialog state and latest.
-	mu        sync.Mutex
-	callID    string
-	fromTag   string
-	toTag     string
-	cseq      uint32
-	granted   time.Duration
-	latest    *focus.ConferenceInfo
-	token     string
-	updates   chan struct{}
-	closeOnce sync.Once
-	lastErr   error
+	mu      sync.Mutex
+	callID  string
+	fromTag string
+	toTag   string
+	// target is the focus's Contact from the last 2xx: the Request-URI
+	// of requests inside the subscription's dialog.
+	target  *sip.Uri
+	cseq    uint32
+	granted time.Duration
+	latest  *focus.ConferenceInfo
+	// latestDialog is the Call-ID of the subscription latest came from.
+	latestDialog string
+	token        string
+	updates      chan struct{}
+	closeOnce    sync.Once
+	lastErr      error
 }
 
 // Subscribe joins the room: it sends the authenticated SUBSCRIBE and
@@ -190,19 +195,27 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 	s.cseq++
 	cseq := s.cseq
 	toTag := s.toTag
+	callID := sip.CallIDHeader(s.callID)
+	fromTag := s.fromTag
+	ruri := s.roomURI()
+	if toTag != "" && s.target != nil {
+		// Inside the dialog, requests go to the focus's Contact, the
+		// remote target (RFC 3261 §12.2.1.1); the server still carries
+		// them.
+		ruri = *s.target
+	}
 	s.mu.Unlock()
 
-	req := sip.NewRequest(sip.SUBSCRIBE, s.roomURI())
+	req := sip.NewRequest(sip.SUBSCRIBE, ruri)
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.User, Host: s.cfg.Domain}, Params: sip.NewParams()}
-	from.Params.Add("tag", s.fromTag)
+	from.Params.Add("tag", fromTag)
 	to := &sip.ToHeader{Address: s.roomURI(), Params: sip.NewParams()}
-	// Refreshes go out like the initial SUBSCRIBE, without the focus's To
-	// tag: punchline's proxy authenticates and hands to the focus only
-	// requests outside a dialog, and the focus recognises the subscription
-	// by Call-ID and From tag anyway. (A refresh with the To tag is what
-	// RFC 6665 §4.1.2.1 describes; the focus accepts both.)
-	_ = toTag
-	callID := sip.CallIDHeader(s.callID)
+	// Refreshes and the unsubscribe go inside the subscription's dialog,
+	// with the focus's To tag (RFC 6665 §4.1.2.1). They still go to the
+	// room URI through the server, which authenticates them.
+	if toTag != "" {
+		to.Params.Add("tag", toTag)
+	}
 	req.AppendHeader(from)
 	req.AppendHeader(to)
 	req.AppendHeader(&callID)
@@ -241,12 +254,22 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 		}
 		s.mu.Unlock()
 	}
+	if res.StatusCode == 481 && toTag != "" {
+		return 0, fmt.Errorf("subscribe room-%s: %w", s.cfg.Room, errSubscriptionGone)
+	}
 	if !res.IsSuccess() {
 		return 0, fmt.Errorf("subscribe room-%s: %d %s", s.cfg.Room, res.StatusCode, res.Reason)
 	}
 	if t, ok := res.To().Params.Get("tag"); ok {
 		s.mu.Lock()
 		s.toTag = t
+		if c := res.Contact(); c != nil && c.Address.Host != "" {
+			u := sip.Uri{Scheme: c.Address.Scheme, User: c.Address.User, Host: c.Address.Host, Port: c.Address.Port}
+			if u.Scheme == "" {
+				u.Scheme = "sip"
+			}
+			s.target = &u
+		}
 		s.mu.Unlock()
 	}
 	if h := res.GetHeader(focus.HeaderMediaToken); h != nil {
@@ -278,6 +301,13 @@ func (s *Subscriber) refreshLoop() {
 		case <-time.After(wait):
 		}
 		g, err := s.subscribe(s.ctx, s.cfg.Expires)
+		if errors.Is(err, errSubscriptionGone) {
+			// The focus ended our subscription (it expired, or a NOTIFY to
+			// us failed): join again at once in a new dialog.
+			s.log.Info("roster subscription ended by the focus, subscribing again")
+			s.newDialog()
+			g, err = s.subscribe(s.ctx, s.cfg.Expires)
+		}
 		s.mu.Lock()
 		s.lastErr = err
 		if err == nil {
@@ -290,8 +320,27 @@ func (s *Subscriber) refreshLoop() {
 	}
 }
 
+// errSubscriptionGone is a 481 to a refresh: the focus no longer has our
+// subscription.
+var errSubscriptionGone = errors.New("481 subscription does not exist")
+
+// newDialog forgets the ended subscription's dialog; the next SUBSCRIBE
+// starts a new one.
+func (s *Subscriber) newDialog() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.callID = sip.GenerateTagN(24)
+	s.fromTag = sip.GenerateTagN(12)
+	s.toTag = ""
+	s.target = nil
+	s.cseq = 1
+}
+
 func (s *Subscriber) onNotify(req *sip.Request, tx sip.ServerTransaction) {
-	if req.CallID() == nil || req.CallID().Value() != s.callID {
+	s.mu.Lock()
+	callID := s.callID
+	s.mu.Unlock()
+	if req.CallID() == nil || req.CallID().Value() != callID {
 		tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil)) //nolint:errcheck
 		return
 	}
@@ -304,11 +353,13 @@ func (s *Subscriber) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	// RFC 4575 §4.6: drop documents older than what we have. Equal versions
 	// carry the same full state and are harmless.
-	if s.latest != nil && ci.Version < s.latest.Version {
+	// Versions count per subscription: a new dialog starts again at 1.
+	if s.latest != nil && s.latestDialog == callID && ci.Version < s.latest.Version {
 		s.mu.Unlock()
 		return
 	}
 	s.latest = ci
+	s.latestDialog = callID
 	s.mu.Unlock()
 	select {
 	case s.updates <- struct{}{}:

@@ -19,6 +19,9 @@ const bridgeTTL = 10 * time.Second
 type bridgeCall struct {
 	room, user string
 	callID     string
+	// phoneTag is the phone's From tag: a BYE must carry it (as From tag
+	// from the phone), so knowing the Call-ID alone hangs up nobody.
+	phoneTag string
 }
 
 // handleInvite answers a plain SIP phone calling the room: the focus puts
@@ -87,7 +90,8 @@ func (f *Focus) handleInvite(room string, req *sip.Request, tx sip.ServerTransac
 		return
 	}
 	f.mu.Lock()
-	f.bridges[callID] = &bridgeCall{room: room, user: user, callID: callID}
+	phoneTag, _ := req.From().Params.Get("tag")
+	f.bridges[callID] = &bridgeCall{room: room, user: user, callID: callID, phoneTag: phoneTag}
 	f.mu.Unlock()
 	res := sip.NewResponseFromRequest(req, 200, "OK", answer)
 	res.AppendHeader(f.contact(room))
@@ -184,9 +188,18 @@ func (f *Focus) handleBye(req *sip.Request, tx sip.ServerTransaction) {
 	if req.CallID() != nil {
 		callID = req.CallID().Value()
 	}
+	fromTag := ""
+	if from := req.From(); from != nil {
+		fromTag, _ = from.Params.Get("tag")
+	}
 	f.mu.Lock()
 	bc := f.bridges[callID]
-	delete(f.bridges, callID)
+	if bc != nil && bc.phoneTag != fromTag {
+		bc = nil
+	}
+	if bc != nil {
+		delete(f.bridges, callID)
+	}
 	f.mu.Unlock()
 	if bc == nil {
 		f.respond(req, tx, 481, "Call/Transaction Does Not Exist", nil)

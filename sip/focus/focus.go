@@ -408,11 +408,21 @@ func (f *Focus) handleSubscribe(room string, req *sip.Request, tx sip.ServerTran
 	}
 	fromTag, _ := from.Params.Get("tag")
 
+	toTag, inDialog := req.To().Params.Get("tag")
+
 	f.mu.Lock()
 	sub := f.subs[callID]
 	if sub != nil && (sub.user != user || sub.room != room) {
 		f.mu.Unlock()
 		f.respond(req, tx, 403, "Forbidden", nil)
+		return
+	}
+	if inDialog && (sub == nil || toTag != sub.localTag || fromTag != sub.remoteTag) {
+		// A refresh of a subscription we no longer have (it expired, or
+		// its NOTIFY failed): RFC 6665 §4.2.1.2 says 481, and the
+		// subscriber starts a new one.
+		f.mu.Unlock()
+		f.respond(req, tx, 481, "Subscription Does Not Exist", nil)
 		return
 	}
 	f.mu.Unlock()
@@ -447,7 +457,7 @@ func (f *Focus) handleSubscribe(room string, req *sip.Request, tx sip.ServerTran
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(ttl/time.Second))))
 	res.AppendHeader(f.contact(room))
 	res.AppendHeader(sip.NewHeader(HeaderMediaToken, member.Token))
-	toTag, _ := res.To().Params.Get("tag")
+	toTag, _ = res.To().Params.Get("tag")
 
 	target := from.Address
 	if c := req.Contact(); c != nil {
@@ -455,6 +465,15 @@ func (f *Focus) handleSubscribe(room string, req *sip.Request, tx sip.ServerTran
 	}
 	f.mu.Lock()
 	if sub == nil {
+		// One member, one subscription: a new dialog of the same user
+		// (its phone re-subscribed, or restarted) replaces older ones.
+		// Left in place, an old one would end the membership the moment
+		// a NOTIFY to it is refused (481 from the new dialog's phone).
+		for id, old := range f.subs {
+			if old.room == room && old.user == user {
+				delete(f.subs, id)
+			}
+		}
 		sub = &subscription{room: room, user: user, callID: callID, remoteTag: fromTag, localTag: toTag}
 		f.subs[callID] = sub
 		f.log.Info("joined", "room", room, "user", user, "source", req.Source())

@@ -299,3 +299,43 @@ func gatherValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 	}
 	return -1
 }
+
+// A refresh inside a subscription the focus does not have (it expired, or
+// the To tag is not ours) is answered 481 (RFC 6665 §4.2.1.2), so the
+// subscriber knows to start a new one instead of being silently re-added.
+func TestRefreshOfUnknownSubscriptionIs481(t *testing.T) {
+	h := newHarness(t, focus.Config{})
+	defer h.stop()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	raddr, err := net.ResolveUDPAddr("udp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "SUBSCRIBE sip:room-standup@" + h.addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + pc.LocalAddr().String() + ";branch=z9hG4bK-stale-1;rport\r\n" +
+		"From: <sip:ann@example.org>;tag=anntag\r\n" +
+		"To: <sip:room-standup@example.org>;tag=notours\r\n" +
+		"Call-ID: stale-subscription\r\n" +
+		"CSeq: 7 SUBSCRIBE\r\n" +
+		"Contact: <sip:ann@" + pc.LocalAddr().String() + ">\r\n" +
+		"Event: conference\r\nExpires: 4\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	if _, err := pc.WriteTo([]byte(req), raddr); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	pc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 481 ") {
+		t.Fatalf("stale in-dialog SUBSCRIBE answered %q, want 481", strings.SplitN(string(buf[:n]), "\r\n", 2)[0])
+	}
+	if n := len(h.f.Roster().Members("standup")); n != 0 {
+		t.Fatalf("a stale refresh joined the room: %d members", n)
+	}
+}
