@@ -31,6 +31,12 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg focus.Config) *harness {
 	t.Helper()
+	return newHarnessOn(t, cfg, "127.0.0.1:0")
+}
+
+// newHarnessOn is newHarness on a given UDP address (a restarted server).
+func newHarnessOn(t *testing.T, cfg focus.Config, addr string) *harness {
+	t.Helper()
 	// As the real server does (sip.New): rosters and SDP with many
 	// candidates exceed sipgo's default 1300-byte UDP limit; on loopback and
 	// in the lab the path MTU is no concern.
@@ -49,7 +55,7 @@ func newHarness(t *testing.T, cfg focus.Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +343,50 @@ func TestRefreshOfUnknownSubscriptionIs481(t *testing.T) {
 	}
 	if n := len(h.f.Roster().Members("standup")); n != 0 {
 		t.Fatalf("a stale refresh joined the room: %d members", n)
+	}
+}
+
+// A focus that lost our subscription (here: the server restarted and
+// forgot every room) answers the next refresh 481; the subscriber joins
+// again in a new dialog and gets the new focus's roster, without the
+// application doing anything.
+func TestSubscriberRejoinsAfterFocusForgotIt(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*TransportLayer).ListenAndServe"))
+	h1 := newHarness(t, focus.Config{})
+	s, err := conference.Subscribe(context.Background(), conference.SubscriberConfig{Server: h1.addr, User: "ann", Domain: "example.org", Room: "again"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitRoster(t, s, 5*time.Second, func(u []string) bool { return sameSet(u, "ann") })
+	before := s.Roster()
+	h1.stop()
+	h2 := newHarnessOn(t, focus.Config{}, h1.addr)
+	defer h2.stop()
+	deadline := time.Now().Add(8 * time.Second)
+	for len(h2.f.Roster().Members("again")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ann never re-joined the restarted focus (last refresh error: %v)", s.Err())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The new focus's roster reaches the subscriber (new dialog, versions
+	// start again at 1).
+	for s.Roster() == before {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatal("no roster from the restarted focus reached the subscriber")
+		}
+		select {
+		case <-s.Updates():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	waitRoster(t, s, 5*time.Second, func(u []string) bool { return sameSet(u, "ann") })
+	time.Sleep(2500 * time.Millisecond) // one more refresh, inside the new dialog
+	if err := s.Err(); err != nil {
+		t.Fatalf("refresh after re-joining: %v", err)
+	}
+	if n := len(h2.f.Roster().Members("again")); n != 1 {
+		t.Fatalf("after re-joining the room has %d members, want 1", n)
 	}
 }
