@@ -211,8 +211,9 @@ func (s *Subscriber) subscribe(ctx context.Context, expires time.Duration) (time
 	from.Params.Add("tag", fromTag)
 	to := &sip.ToHeader{Address: s.roomURI(), Params: sip.NewParams()}
 	// Refreshes and the unsubscribe go inside the subscription's dialog,
-	// with the focus's To tag (RFC 6665 §4.1.2.1). They still go to the
-	// room URI through the server, which authenticates them.
+	// with the focus's To tag (RFC 6665 §4.1.2.1). They are still sent to
+	// the server (the destination below), which authenticates them and
+	// hands them to the focus.
 	if toTag != "" {
 		to.Params.Add("tag", toTag)
 	}
