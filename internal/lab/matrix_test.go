@@ -218,7 +218,8 @@ type cellResult struct {
 	verdict   string
 	failure   string
 	completed bool
-	// relayedPackets is what serve's relay counted (-1: not ours).
+	// relayedPackets is what serve's relay counted, or for a coturn cell
+	// what coturn's log says it carried with peers (-1: not known).
 	relayedPackets int
 	// inCallRate is the relay's packets per second while the call was up.
 	inCallRate float64
@@ -485,9 +486,10 @@ func runCell(t *testing.T, bin string, r *cellResult) {
 		// coturn's own count: it logs each allocation's traffic with its
 		// peers when the allocation ends (the phones release theirs on
 		// exit). Audio both ways is 100 packets/s; the bar is the same 40%.
+		// Wait (bounded) until both phones' allocations have reported.
 		min := int(0.4 * 2 * 50 * c.callFor.Seconds())
-		n := coturnPeerPackets(ct.Output())
-		for deadline := time.Now().Add(5 * time.Second); n < min && time.Now().Before(deadline); n = coturnPeerPackets(ct.Output()) {
+		n, users := coturnPeerPackets(ct.Output())
+		for deadline := time.Now().Add(5 * time.Second); (n < min || !users["alice"] || !users["bob"]) && time.Now().Before(deadline); n, users = coturnPeerPackets(ct.Output()) {
 			select {
 			case <-ct.out.changed():
 			case <-time.After(200 * time.Millisecond):
@@ -570,18 +572,20 @@ func dumpPath(t *testing.T, what string) string {
 
 // coturnPeerUsage matches coturn's per-allocation summary of its traffic
 // with peers, logged when an allocation ends.
-var coturnPeerUsage = regexp.MustCompile(`peer usage: .*\brp=(\d+), rb=\d+, sp=(\d+),`)
+var coturnPeerUsage = regexp.MustCompile(`peer usage: .*\busername=<([^>]*)>, rp=(\d+), rb=\d+, sp=(\d+),`)
 
 // coturnPeerPackets sums the packets coturn's ended allocations received
-// from and sent to their peers.
-func coturnPeerPackets(log string) int {
-	n := 0
+// from and sent to their peers (a packet between two of its allocations
+// counts twice), and says whose allocations have reported.
+func coturnPeerPackets(log string) (int, map[string]bool) {
+	n, users := 0, map[string]bool{}
 	for _, m := range coturnPeerUsage.FindAllStringSubmatch(log, -1) {
-		rp, _ := strconv.Atoi(m[1])
-		sp, _ := strconv.Atoi(m[2])
+		rp, _ := strconv.Atoi(m[2])
+		sp, _ := strconv.Atoi(m[3])
 		n += rp + sp
+		users[m[1]] = true
 	}
-	return n
+	return n, users
 }
 
 // registeredLine is what the phone prints once its REGISTER succeeded.
@@ -722,10 +726,13 @@ func renderMatrix(results []*cellResult, at time.Time) string {
 			verdict += ": " + strings.SplitN(r.failure, "\n", 2)[0]
 		}
 		relayed := "-"
-		if r.relayedPackets >= 0 {
-			relayed = fmt.Sprintf("%d, %.0f/s", r.relayedPackets, r.inCallRate)
-		} else if r.coturn {
+		switch {
+		case r.coturn && r.relayedPackets >= 0:
+			relayed = fmt.Sprintf("%d (coturn's log)", r.relayedPackets)
+		case r.coturn:
 			relayed = "(coturn)"
+		case r.relayedPackets >= 0:
+			relayed = fmt.Sprintf("%d, %.0f/s", r.relayedPackets, r.inCallRate)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.name, r.callerDesc, r.calleeDesc, r.want, orDash(r.route), orDash(r.pair), setup, r.audio, relayed, strings.ReplaceAll(verdict, "|", "/"))
