@@ -6,7 +6,12 @@
 # server) on 127.0.0.1, by default 20 clients x 5000 messages of 172 bytes
 # sent back to back (-m 20 -n 5000 -l 172 -z 0). Each message crosses the
 # relay twice (client->peer, then the echo peer->client), so
-#   relayed packets/s = (messages sent + messages received) / wall seconds.
+#   relayed packets/s = (messages sent + messages received) / active seconds
+# where the active time runs from uclient's last progress line before it
+# sent anything to its first line showing the final received count (its
+# progress lines carry whole seconds, so use enough messages for runs of
+# several seconds). Wall time is not used: uclient waits about 10 s for
+# stragglers after any loss, which would swamp the comparison.
 # CPU is the server process's user+system time during the run, from
 # /proc/PID/stat. Runs alternate punchline, coturn, punchline, coturn...
 # (ROUNDS pairs) so that machine noise hits both; the medians are compared.
@@ -98,8 +103,10 @@ if [ -z "$bin" ]; then
 	(cd "$here" && go build -o "$bin" ./cmd/punchline)
 fi
 
-# One account per uclient process: -m 20 clients make 40 allocations
-# (RTP and RTCP), inside punchline's default quota of 64 per user.
+# One account per uclient process and round: -m 20 clients make 40
+# allocations (RTP and RTCP), inside punchline's default quota of 64 per
+# user, and allocations a loaded run leaves behind (their deallocation
+# lost) expire only after 10 minutes, so a new round takes fresh accounts.
 user=bench
 pass=benchpw
 realm=punchline
@@ -113,8 +120,14 @@ wait_bound "$peer_port"
 # punchline serve, relay only.
 pl_port=$(freeport)
 pl_http=$(freeport)
-for i in $(seq "$parallel"); do
-	"$bin" user add "$user$i" --password "$pass" --realm "$realm" --data "$work/data" >/dev/null
+accounts=()
+for r in $(seq "$rounds"); do
+	for i in $(seq "$parallel"); do
+		accounts+=("${user}r${r}p$i")
+	done
+done
+for a in "${accounts[@]}"; do
+	"$bin" user add "$a" --password "$pass" --realm "$realm" --data "$work/data" >/dev/null
 done
 "$bin" serve --data "$work/data" --realm "$realm" --sip "" --http "127.0.0.1:$pl_http" \
 	--turn "udp:127.0.0.1:$pl_port" --turn-allow-peer 127.0.0.0/8 --log-level warn \
@@ -132,7 +145,7 @@ relay-ip=127.0.0.1
 realm=$realm
 lt-cred-mech
 fingerprint
-$(for i in $(seq "$parallel"); do echo "user=$user$i:$pass"; done)
+$(for a in "${accounts[@]}"; do echo "user=$a:$pass"; done)
 allow-loopback-peers
 no-tls
 no-dtls
@@ -152,50 +165,52 @@ ct_pid=$!
 pids+=($ct_pid)
 wait_bound "$ct_port"
 
-# run NAME PID PORT: one load run; appends "pps cpu_s lost wall sent recv"
-# to $work/res_NAME.
+# run NAME PID PORT ROUND: one load run; appends
+# "pps cpu_s lost active_s sent recv" to $work/res_NAME.
 run() {
-	local name=$1 pid=$2 port=$3
-	local c0 t0 t1 c1 sent=0 recv=0 lost=0 i s r l
-	local -a load=()
+	local name=$1 pid=$2 port=$3 round=$4
+	local c0 c1 i
+	local -a load=() outs=()
 	c0=$(cpu_ticks "$pid")
-	t0=$(date +%s.%N)
 	for i in $(seq "$parallel"); do
-		timeout 300 turnutils_uclient -u "$user$i" -w "$pass" -e 127.0.0.1 -r "$peer_port" \
+		timeout 300 turnutils_uclient -u "${user}r${round}p$i" -w "$pass" -e 127.0.0.1 -r "$peer_port" \
 			-p "$port" -m "$clients" -n "$messages" -l "$length" -z 0 127.0.0.1 >"$work/out.$i" 2>&1 &
 		load+=($!)
+		outs+=("$work/out.$i")
 	done
 	for i in "${load[@]}"; do wait "$i" || true; done
-	t1=$(date +%s.%N)
 	c1=$(cpu_ticks "$pid")
-	for i in $(seq "$parallel"); do
-		s=$(grep -o 'tot_send_msgs=[0-9]*' "$work/out.$i" | tail -1 | cut -d= -f2)
-		r=$(grep -o 'tot_recv_msgs=[0-9]*' "$work/out.$i" | tail -1 | cut -d= -f2)
-		l=$(grep -o 'Total lost packets [0-9]*' "$work/out.$i" | tail -1 | awk '{print $4}')
-		if [ -z "$s" ] || [ -z "$r" ]; then
-			echo "$name: turnutils_uclient failed:" >&2
-			tail -5 "$work/out.$i" >&2
-			exit 1
-		fi
-		sent=$((sent + s))
-		recv=$((recv + r))
-		lost=$((lost + ${l:-0}))
-	done
-	python3 - "$sent" "$recv" "$t0" "$t1" "$c0" "$c1" "$hz" "$lost" >>"$work/res_$name" <<'PY'
-import sys
-sent, recv, t0, t1, c0, c1, hz, lost = sys.argv[1:]
-wall = float(t1) - float(t0)
-print(f"{(int(sent) + int(recv)) / wall:.0f} {(int(c1) - int(c0)) / int(hz):.2f} {lost} {wall:.2f} {sent} {recv}")
+	python3 - "$name" "$c0" "$c1" "$hz" "$work/res_$name" "${outs[@]}" <<'PY'
+import re, sys
+name, c0, c1, hz, res, outs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6:]
+progress = re.compile(r"^(\d+): : start_mclient: msz=\d+, tot_send_msgs=(\d+), tot_recv_msgs=(\d+)")
+sent = recv = lost = 0
+active = 0
+for path in outs:
+    text = open(path).read()
+    lines = [tuple(map(int, m.groups())) for m in map(progress.match, text.splitlines()) if m]
+    final = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", text, re.M)
+    if not lines or not final:
+        sys.exit(f"{name}: turnutils_uclient failed:\n" + "\n".join(text.splitlines()[-5:]))
+    s, r = map(int, final[-1])
+    start = max((t for t, ts, _ in lines if ts == 0), default=0)
+    end = min((t for t, _, tr in lines if tr == r), default=lines[-1][0])
+    active = max(active, end - start, 1)
+    sent, recv = sent + s, recv + r
+    m = re.findall(r"Total lost packets (\d+)", text)
+    lost += int(m[-1]) if m else s - r
+cpu = (c1 - c0) / hz
+pps = (sent + recv) / active
+open(res, "a").write(f"{pps:.0f} {cpu:.2f} {lost} {active} {sent} {recv}\n")
+print(f"{name:<9} sent {sent} received {recv} lost {lost}, active {active}s: {pps:.0f} pps, server cpu {cpu:.2f}s")
 PY
-	read -r pps cpu _ wall _ _ < <(tail -1 "$work/res_$name")
-	printf '%-9s sent %s received %s lost %s in %ss: %s pps, server cpu %ss\n' "$name" "$sent" "$recv" "$lost" "$wall" "$pps" "$cpu"
 }
 
 echo "load: $parallel x turnutils_uclient -m $clients -n $messages -l $length -z 0, $rounds rounds alternating"
 echo "cpus: $(nproc); punchline $pl_port (pid $pl_pid), coturn $ct_port (pid $ct_pid) $(turnserver --version 2>/dev/null | head -1 || true)"
 for r in $(seq "$rounds"); do
-	run punchline "$pl_pid" "$pl_port"
-	run coturn "$ct_pid" "$ct_port"
+	run punchline "$pl_pid" "$pl_port" "$r"
+	run coturn "$ct_pid" "$ct_port" "$r"
 done
 
 dropped=$(curl -s "http://127.0.0.1:$pl_http/metrics" 2>/dev/null | awk '/^punchline_turn_bandwidth_dropped_packets_total/ {s += $2} END {print s + 0}')
