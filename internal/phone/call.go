@@ -58,11 +58,18 @@ func (c *Call) connect(ctx context.Context) error {
 	return nil
 }
 
-// fail hangs up and cleans up after a setup failure, returning err.
+// fail hangs up and cleans up after a setup failure, returning err. A
+// failed ICE goes into the BYE's Reason header: both phones time out their
+// checks at about the same moment, and the one whose BYE arrives first
+// would otherwise leave the other saying only "remote party hung up".
 func (c *Call) fail(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	c.sip.Hangup(ctx)
+	why := ""
+	if errors.Is(err, ErrICEFailed) {
+		why = err.Error()
+	}
+	c.sip.HangupBecause(ctx, why)
 	c.finish(err)
 	return err
 }

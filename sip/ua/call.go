@@ -83,7 +83,8 @@ func (c *Call) Done() <-chan struct{} { return c.done }
 func (c *Call) Acked() <-chan struct{} { return c.acked }
 
 // Err says why the call ended: nil after our own Hangup, ErrRemoteHangup
-// after the peer's BYE, or another error. It is nil while the call is up.
+// after the peer's BYE (followed by the text of its Reason header, if it
+// had one), or another error. It is nil while the call is up.
 func (c *Call) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -485,7 +486,11 @@ func splitHeaderList(v string) []string {
 
 // Hangup ends the call with BYE (§15.1). A callee waits for the ACK first,
 // as §15 asks, but not beyond ctx. Hangup on an ended call does nothing.
-func (c *Call) Hangup(ctx context.Context) error {
+func (c *Call) Hangup(ctx context.Context) error { return c.HangupBecause(ctx, "") }
+
+// HangupBecause is Hangup with a Reason header (RFC 3326) carrying why
+// (empty: none), which the peer's Err reports.
+func (c *Call) HangupBecause(ctx context.Context, why string) error {
 	if c.isEnded() {
 		return nil
 	}
@@ -500,6 +505,9 @@ func (c *Call) Hangup(ctx context.Context) error {
 	c.mu.Lock()
 	bye := c.newRequestLocked(sip.BYE, nil, 0)
 	c.mu.Unlock()
+	if why != "" {
+		bye.AppendHeader(sip.NewHeader("Reason", reasonHeader(why)))
+	}
 	res, err := c.u.sendAuthenticated(func(r *sip.Request) (*sip.Response, error) {
 		res, _, err := c.u.transact(ctx, r, nil)
 		return res, err

@@ -3,6 +3,7 @@ package ua
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -46,6 +47,62 @@ func FuzzResolveTarget(f *testing.F) {
 		uri, err := u.resolveTarget(target)
 		if err == nil && uri.User == "" {
 			t.Fatalf("target %q accepted without a user", target)
+		}
+	})
+}
+
+func TestReasonHeaderRoundTrip(t *testing.T) {
+	for _, why := range []string{
+		"ICE failed: no candidate pair answered within 10s",
+		`quotes "inside" and a \ backslash`,
+		"line\r\nbreak",
+		strings.Repeat("x", 500),
+	} {
+		h := reasonHeader(why)
+		if strings.ContainsAny(h, "\r\n") {
+			t.Fatalf("header %q carries a line break", h)
+		}
+		got := reasonText(h)
+		want := strings.ReplaceAll(why, "\r\n", "  ")
+		if len(want) > maxReasonText {
+			want = want[:maxReasonText]
+		}
+		if got != strings.TrimSpace(want) {
+			t.Errorf("reasonText(reasonHeader(%q)) = %q", why, got)
+		}
+	}
+	for v, want := range map[string]string{
+		`SIP;cause=200;text="Call completed elsewhere"`: "Call completed elsewhere",
+		`Q.850;cause=16;text=normal`:                    "normal",
+		`SIP ;cause=503 ; TEXT="a\"b"`:                  `a"b`,
+		`SIP;cause=487`:                                 "",
+		`text="unterminated`:                            "unterminated",
+	} {
+		if got := reasonText(v); got != want {
+			t.Errorf("reasonText(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// FuzzReasonText feeds Reason header values from the wire: no panic, and
+// the text is bounded, valid UTF-8 and free of control characters.
+func FuzzReasonText(f *testing.F) {
+	for _, s := range []string{
+		`SIP;cause=503;text="ICE failed: no candidate pair answered within 10s"`,
+		`Q.850;cause=16;text=normal, SIP;cause=200;text="elsewhere"`,
+		`text="a\"b\\c`,
+		`text=`,
+		"text=\"\x00\x7f\xff\"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got := reasonText(v)
+		if len(got) > maxReasonText || !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Fatalf("reasonText(%q) = %q", v, got)
+		}
+		if h := reasonHeader(v); strings.ContainsAny(h, "\r\n") || !utf8.ValidString(h) {
+			t.Fatalf("reasonHeader(%q) = %q", v, h)
 		}
 	})
 }

@@ -359,6 +359,12 @@ func (u *UA) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	u.respond(tx, req, 200, "OK", nil)
-	u.log.Info("remote hung up", "call_id", c.callID)
-	c.end(ErrRemoteHangup)
+	err := ErrRemoteHangup
+	if h := req.GetHeader("Reason"); h != nil {
+		if why := reasonText(h.Value()); why != "" {
+			err = fmt.Errorf("%w: %s", ErrRemoteHangup, why)
+		}
+	}
+	u.log.Info("remote hung up", "call_id", c.callID, "reason", err)
+	c.end(err)
 }

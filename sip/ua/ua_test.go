@@ -342,7 +342,10 @@ func TestCallSetupReInviteAndHangup(t *testing.T) {
 				t.Errorf("without a handler alice should answer with her current SDP, got %q", got)
 			}
 
-			if err := bc.Hangup(ctxT(t, 5*time.Second)); err != nil {
+			// bob hangs up saying why (RFC 3326 Reason): alice's Err is
+			// still ErrRemoteHangup, and carries bob's words.
+			why := `ICE failed: no "path" within 10s`
+			if err := bc.HangupBecause(ctxT(t, 5*time.Second), why); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -350,8 +353,8 @@ func TestCallSetupReInviteAndHangup(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("alice's call did not end after bob's BYE")
 			}
-			if !errors.Is(call.Err(), ErrRemoteHangup) {
-				t.Errorf("alice's call ended with %v", call.Err())
+			if !errors.Is(call.Err(), ErrRemoteHangup) || !strings.HasSuffix(call.Err().Error(), ": "+why) {
+				t.Errorf("alice's call ended with %v, want remote hangup saying %q", call.Err(), why)
 			}
 			if bc.Err() != nil {
 				t.Errorf("bob's own hangup recorded %v", bc.Err())
