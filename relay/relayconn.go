@@ -28,12 +28,52 @@ func (g *relayGen) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pac
 	if err := g.s.acquire(conf.UserID); err != nil {
 		return nil, nil, err
 	}
-	pc, addr, err := g.inner.AllocatePacketConn(conf)
+	pc, addr, err := g.allocate(conf)
 	if err != nil {
 		g.s.quota.release(conf.UserID)
 		return nil, nil, err
 	}
 	return g.s.newRelayConn(pc, addr, conf.UserID), addr, nil
+}
+
+// evenPortTries bounds the search for an even port whose successor is free.
+const evenPortTries = 32
+
+// allocate opens a relay socket. pion looks for an EVEN-PORT by asking for
+// sockets without a user and keeping the first even one; when the client
+// also wants the next port reserved (RTP and RTCP), that port must be free
+// too, or the second Allocate fails with 508. So for those probes only an
+// even port whose successor is free right now is offered.
+func (g *relayGen) allocate(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if conf.UserID != "" || conf.RequestedPort != 0 {
+		return g.inner.AllocatePacketConn(conf)
+	}
+	var lastErr error
+	for range evenPortTries {
+		pc, addr, err := g.inner.AllocatePacketConn(conf)
+		if err != nil {
+			return nil, nil, err
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok || ua.Port%2 != 0 || ua.Port == 65535 {
+			pc.Close()
+			continue
+		}
+		next := conf
+		next.RequestedPort = ua.Port + 1
+		probe, _, err := g.inner.AllocatePacketConn(next)
+		if err != nil {
+			lastErr = err
+			pc.Close()
+			continue
+		}
+		probe.Close()
+		return pc, addr, nil
+	}
+	if lastErr == nil {
+		lastErr = errNoEvenPort
+	}
+	return nil, nil, lastErr
 }
 
 func (g *relayGen) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {

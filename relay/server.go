@@ -23,7 +23,10 @@ import (
 // allocations to wind down after their sockets are closed.
 const closeWait = 5 * time.Second
 
-var errPeerRefused = errors.New("peer address refused by policy")
+var (
+	errPeerRefused = errors.New("peer address refused by policy")
+	errNoEvenPort  = errors.New("no even relay port with a free successor")
+)
 
 // Endpoint is one address the server listens on.
 type Endpoint struct {
