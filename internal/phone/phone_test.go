@@ -262,3 +262,54 @@ func toneShare(samples []int16, freq float64) float64 {
 	}
 	return float64(tone) / float64(loud)
 }
+
+// No path at all between the phones: the callee gives up first (a shorter
+// ConnectTimeout), and its BYE tells the caller why (RFC 3326 Reason), so
+// the caller, whose own checks are still running, reports the failed ICE
+// rather than only "remote party hung up".
+func TestCallerLearnsWhyTheCalleeGaveUp(t *testing.T) {
+	srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
+	lab, err := vnetlab.New(vnetlab.Config{Sites: []vnetlab.Site{
+		{Name: "alice", NAT: vnetlab.PortRestrictedCone}, {Name: "bob", NAT: vnetlab.PortRestrictedCone}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ah, bh := lab.Host("alice"), lab.Host("bob")
+	host := func(a net.Addr) string { h, _, _ := net.SplitHostPort(a.String()); return h }
+	lab.AddWANFilter(func(src, dst net.Addr) bool {
+		s, d := host(src), host(dst)
+		return !((s == ah.PublicIP && d == bh.PublicIP) || (s == bh.PublicIP && d == ah.PublicIP))
+	})
+	osNet, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inLab := func(user string, h *vnetlab.Host, timeout time.Duration) phone.Config {
+		c := srv.PhoneConfig(user)
+		c.Net, c.SIPNet = h.Net, osNet
+		c.STUN, c.TURN = []string{}, []string{} // no relay: nothing can carry the call
+		c.ConnectTimeout = timeout
+		return c
+	}
+	alice := srv.NewPhone(t, inLab("alice", ah, 8*time.Second))
+	bob := srv.NewPhone(t, inLab("bob", bh, time.Second))
+	answered := make(chan error, 1)
+	go func() {
+		_, err := bob.Answer(ctxFor(t, 20*time.Second), phone.MediaOptions{})
+		answered <- err
+	}()
+	start := time.Now()
+	_, err = alice.Call(ctxFor(t, 20*time.Second), "bob", phone.MediaOptions{})
+	took := time.Since(start)
+	if berr := <-answered; !errors.Is(berr, phone.ErrICEFailed) {
+		t.Errorf("bob: %v, want ICE failed", berr)
+	}
+	t.Logf("alice after %v: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, ua.ErrRemoteHangup) || !strings.Contains(err.Error(), phone.ErrICEFailed.Error()) {
+		t.Fatalf("alice: %v, want bob's hang-up saying %q", err, phone.ErrICEFailed)
+	}
+	if took >= 8*time.Second {
+		t.Errorf("alice took %v: her own timeout ended the call, not bob's BYE", took)
+	}
+}
