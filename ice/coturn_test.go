@@ -107,11 +107,10 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
-// TestCoturnRelay runs relayed calls through coturn. NOTES records a
-// failure seen in a kernel lab with pion/ice and coturn 4.6: relayed
-// checks never succeeded when the relaying side had several remote
-// candidates. The cases cover relay-only on both sides and relay-only
-// against a peer offering everything.
+// TestCoturnRelay runs calls through coturn: relay-only on both sides,
+// relay-only against a peer offering everything (both ways round), and
+// both offering everything (direct on loopback). The kernel lab's
+// TestCallThroughCoturnAllCandidates is the same behind real NATs.
 func TestCoturnRelay(t *testing.T) {
 	addr, _ := startCoturn(t)
 	relayOnly := func() ice.Config { return relayConfig("turn:" + addr + "?transport=udp") }
