@@ -44,6 +44,14 @@ type serveConfig struct {
 	// kernel choose.
 	TURNRelayPorts string `yaml:"turn_relay_ports"`
 
+	// TURNQuotaPerUser and TURNQuotaTotal cap allocations per user and in
+	// all (486 and 508 beyond them); 0 means the relay's defaults (64, 10000).
+	TURNQuotaPerUser int `yaml:"turn_quota_per_user"`
+	TURNQuotaTotal   int `yaml:"turn_quota_total"`
+	// TURNBandwidthKbps caps each allocation's relayed rate each way;
+	// 0 means the relay's default (4 MB/s, far above any voice call).
+	TURNBandwidthKbps int `yaml:"turn_bandwidth_kbps"`
+
 	// SIPRateLimit is the per-source-IP SIP request rate (requests/s) above
 	// which a source is answered 503. 0 means the default; negative turns
 	// the limiter off (benchmarks from one source address need that).
@@ -138,6 +146,9 @@ func bindServeFlags(fs *flag.FlagSet, cfg *serveConfig) *string {
 	fs.Var(repeatFlag{&cfg.TURNAllowPeer}, "turn-allow-peer", "CIDR of peers the relay may reach although refused by default (repeatable)")
 	fs.Var(repeatFlag{&cfg.TURNDenyPeer}, "turn-deny-peer", "CIDR of further peers the relay must refuse (repeatable)")
 	fs.StringVar(&cfg.TURNRelayPorts, "turn-relay-ports", cfg.TURNRelayPorts, "relay port range min-max")
+	fs.IntVar(&cfg.TURNQuotaPerUser, "turn-quota-per-user", cfg.TURNQuotaPerUser, "TURN allocations per user (0 = default 64)")
+	fs.IntVar(&cfg.TURNQuotaTotal, "turn-quota-total", cfg.TURNQuotaTotal, "TURN allocations in all (0 = default 10000)")
+	fs.IntVar(&cfg.TURNBandwidthKbps, "turn-bandwidth-kbps", cfg.TURNBandwidthKbps, "relayed kbit/s per allocation each way (0 = default, 32 Mbit/s)")
 	fs.IntVar(&cfg.SIPRateLimit, "sip-rate-limit", cfg.SIPRateLimit, "SIP requests/s allowed per source IP before 503 (0 = default, negative = off)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve net/http/pprof on the --http listener (for profiling)")

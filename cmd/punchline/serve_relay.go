@@ -38,6 +38,12 @@ func relayConfig(env *serveEnv) (relay.Config, error) {
 		Logger:  env.log,
 		Metrics: env.metrics,
 	}
+	if c.TURNQuotaPerUser < 0 || c.TURNQuotaTotal < 0 || c.TURNBandwidthKbps < 0 {
+		return cfg, fmt.Errorf("--turn-quota-per-user, --turn-quota-total and --turn-bandwidth-kbps take positive numbers (0 = default)")
+	}
+	cfg.MaxAllocationsPerUser = c.TURNQuotaPerUser
+	cfg.MaxAllocations = c.TURNQuotaTotal
+	cfg.BandwidthPerAllocation = int64(c.TURNBandwidthKbps) * 1000 / 8
 	needTLS := false
 	for _, s := range c.TURN {
 		l, err := relay.ParseListener(s)
