@@ -107,7 +107,14 @@ func Subscribe(ctx context.Context, cfg SubscriberConfig) (*Subscriber, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.User), sipgo.WithUserAgentHostname(cfg.Domain))
+	// s is set below, before the socket is served (the filter only runs
+	// then).
+	var s *Subscriber
+	filter := func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+		return s.readFilter(props, data)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.User), sipgo.WithUserAgentHostname(cfg.Domain),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(filter)))
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +132,7 @@ func Subscribe(ctx context.Context, cfg SubscriberConfig) (*Subscriber, error) {
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Subscriber{
+	s = &Subscriber{
 		cfg: cfg, log: cfg.Log.With("subsystem", "conference", "room", cfg.Room),
 		ua: ua, srv: srv, client: client,
 		ctx: sctx, cancel: cancel,
@@ -338,26 +345,29 @@ func (s *Subscriber) newDialog() {
 }
 
 func (s *Subscriber) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	code, reason := s.takeNotify(req)
+	tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)) //nolint:errcheck // the focus retransmits.
+}
+
+// takeNotify takes a NOTIFY's roster and returns the status to answer.
+func (s *Subscriber) takeNotify(req *sip.Request) (int, string) {
 	s.mu.Lock()
 	callID := s.callID
 	s.mu.Unlock()
 	if req.CallID() == nil || req.CallID().Value() != callID {
-		tx.Respond(sip.NewResponseFromRequest(req, 481, "Subscription Does Not Exist", nil)) //nolint:errcheck
-		return
+		return 481, "Subscription Does Not Exist"
 	}
 	ci, err := focus.ParseConferenceInfo(req.Body())
 	if err != nil {
-		tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Conference Info", nil)) //nolint:errcheck
-		return
+		return 400, "Bad Conference Info"
 	}
-	tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil)) //nolint:errcheck
 	s.mu.Lock()
 	// RFC 4575 §4.6: drop documents older than what we have. Equal versions
 	// carry the same full state and are harmless.
 	// Versions count per subscription: a new dialog starts again at 1.
 	if s.latest != nil && s.latestDialog == callID && ci.Version < s.latest.Version {
 		s.mu.Unlock()
-		return
+		return 200, "OK"
 	}
 	s.latest = ci
 	s.latestDialog = callID
@@ -366,6 +376,41 @@ func (s *Subscriber) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	case s.updates <- struct{}{}:
 	default:
 	}
+	return 200, "OK"
+}
+
+// readFilter sees every datagram on our UDP socket, in the socket's read
+// goroutine, before sipgo does. It answers requests (NOTIFY, and 405 to
+// anything else) itself, straight from the socket, and passes only
+// responses on to sipgo's client transactions. sipgo would handle a
+// request in a goroutine of its own that can outlive Close and, finding
+// the socket gone from its pool, open a new one that nothing closes.
+func (s *Subscriber) readFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
+	if s.pc == nil || len(data) < 4 || string(data[:4]) == "SIP/" {
+		// Over TCP sipgo answers on the connection (srv.OnNotify).
+		return data, nil
+	}
+	msg, err := sip.ParseMessage(data)
+	if err != nil {
+		return nil, nil // not SIP, or broken: nothing to answer
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return data, nil
+	}
+	if req.IsAck() {
+		return nil, nil
+	}
+	req.SetSource(props.RemoteAddr.String())
+	code, reason := 405, "Method Not Allowed"
+	if req.Method == sip.NOTIFY {
+		code, reason = s.takeNotify(req)
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if _, err := s.pc.WriteTo([]byte(res.String()), props.RemoteAddr); err != nil {
+		s.log.Debug("answer", "method", req.Method, "err", err)
+	}
+	return nil, nil
 }
 
 // Close leaves the room (SUBSCRIBE with Expires: 0) and stops. It is
