@@ -167,12 +167,15 @@ func TestCLIFiveParticipantsRoom(t *testing.T) {
 	for _, p := range procs {
 		waitLegs(t, p, 4, 15*time.Second)
 	}
-	// pion keeps a few STUN checks going on relay pairs after it selected
-	// a direct one, and the relay counts those too; a relayed audio stream
-	// would add 50 packets a second per direction.
+	// pion keeps STUN checks going on relay pairs after it selected a
+	// direct one, and the relay counts those too: 20 ICE agents here, a
+	// few checks a second each, measured 2 to 63 packets in the 3 s on the
+	// loaded 2-core machine. One relayed audio stream would add 50 packets
+	// a second in each direction, at least 150 in the window, so that is
+	// the bound (the stats below also require every route to be direct).
 	relay0 := metricSum(t, srv.http, "punchline_turn_relayed_packets_total")
 	time.Sleep(3 * time.Second)
-	if d := metricSum(t, srv.http, "punchline_turn_relayed_packets_total") - relay0; d >= 50 {
+	if d := metricSum(t, srv.http, "punchline_turn_relayed_packets_total") - relay0; d >= 150 {
 		t.Errorf("the relay carried %v packets in 3 s of call: audio went through it", d)
 	} else {
 		t.Logf("relay packets during 3 s of call: %v (ICE checks only)", d)
