@@ -43,9 +43,9 @@ func confServe(t *testing.T, bin string, users []string) *confServer {
 		}
 	}
 	s := &confServer{
-		sip:  "127.0.0.1:" + strconv.Itoa(phoneFreePort(t)),
-		turn: "127.0.0.1:" + strconv.Itoa(phoneFreePort(t)),
-		http: "127.0.0.1:" + strconv.Itoa(phoneFreePort(t)),
+		sip:  "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		turn: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 	}
 	s.proc = phoneStart(t, "serve", bin, "serve", "--data", data,
 		"--sip", "udp:"+s.sip, "--turn", "udp:"+s.turn, "--turn-allow-peer", "127.0.0.0/8", "--http", s.http)
@@ -150,7 +150,7 @@ func others(tones map[string]float64, exclude ...string) map[string]float64 {
 // its own, every pair is direct, and /metrics shows 0 media bytes through
 // the server (relay and conference bridge/forwarder).
 func TestCLIFiveParticipantsRoom(t *testing.T) {
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	needJoin(t, bin)
 	users := []string{"ann", "ben", "cat", "dan", "eve"}
 	tones := map[string]float64{"ann": 440, "ben": 620, "cat": 820, "dan": 1040, "eve": 1280}
@@ -259,7 +259,7 @@ func waitLegs(t *testing.T, p *phoneProc, n int, d time.Duration) {
 // Done means 4 through the CLI: a participant killed with SIGKILL leaves
 // the others' rosters within 10 s, and the rest keep hearing each other.
 func TestCLIKilledParticipantLeavesRoster(t *testing.T) {
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	needJoin(t, bin)
 	users := []string{"ann", "ben", "cat", "dan"}
 	tones := map[string]float64{"ann": 440, "ben": 620, "cat": 820, "dan": 1040}
@@ -317,7 +317,7 @@ func TestCLIKilledParticipantLeavesRoster(t *testing.T) {
 // reached the room.
 func TestCLIPlainPhoneJoinsRoomByInvite(t *testing.T) {
 	sipp := needTool(t, "sipp")
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	needJoin(t, bin)
 	users := []string{"ann", "ben", "carl"}
 	tones := map[string]float64{"ann": 440, "ben": 620}
@@ -337,8 +337,8 @@ func TestCLIPlainPhoneJoinsRoomByInvite(t *testing.T) {
 	host, port, _ := strings.Cut(srv.sip, ":")
 	joined := time.Now()
 	out, err := exec.Command(sipp, host+":"+port, "-sf", scen, "-s", "room-plain", "-key", "caller", "carl",
-		"-au", "carl", "-ap", "carl-pw", "-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
-		"-mi", "127.0.0.1", "-mp", strconv.Itoa(phoneFreePort(t)), "-rtp_echo",
+		"-au", "carl", "-ap", "carl-pw", "-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
+		"-mi", "127.0.0.1", "-mp", strconv.Itoa(freePort(t)), "-rtp_echo",
 		"-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin").CombinedOutput()
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s", err, tailLines(string(out), 40))

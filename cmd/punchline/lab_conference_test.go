@@ -26,7 +26,7 @@ func TestLabRoomWithSymmetricNATParticipant(t *testing.T) {
 		}
 		t.Skipf("kernel NAT lab skipped: %v (run as root with ip and nft)", err)
 	}
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	needJoin(t, bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

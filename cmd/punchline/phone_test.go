@@ -26,39 +26,6 @@ import (
 	"github.com/punchline/punchline/media"
 )
 
-// phoneBuild builds the punchline binary into the test's temp dir; the
-// go build cache makes every build after the first one a link.
-func phoneBuild(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "punchline")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// phoneFreePort returns a port that is free for both UDP and TCP on
-// 127.0.0.1 right now.
-func phoneFreePort(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // phoneProc is a running punchline process whose stderr is collected.
 type phoneProc struct {
 	name string
@@ -168,11 +135,11 @@ func phoneServe(t *testing.T, bin string, withHTTP bool) *phoneServer {
 		}
 	}
 	s := &phoneServer{
-		sip:  net.JoinHostPort("127.0.0.1", strconv.Itoa(phoneFreePort(t))),
-		turn: net.JoinHostPort("127.0.0.1", strconv.Itoa(phoneFreePort(t))),
+		sip:  net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		turn: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 	}
 	if withHTTP {
-		s.http = net.JoinHostPort("127.0.0.1", strconv.Itoa(phoneFreePort(t)))
+		s.http = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	}
 	s.proc = phoneStart(t, "serve", bin, "serve", "--data", data,
 		"--sip", "udp:"+s.sip+",tcp:"+s.sip, "--turn", "udp:"+s.turn,
@@ -191,7 +158,7 @@ func phoneRelayOnly(t *testing.T, bin string) string {
 			t.Fatalf("user add %s: %v\n%s", u, err, out)
 		}
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(phoneFreePort(t)))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	p := phoneStart(t, "relay", bin, "serve", "--data", data, "--sip", "", "--turn", "udp:"+addr, "--http", "")
 	p.waitFor(t, "punchline ready:", 20*time.Second)
 	return addr
@@ -323,7 +290,7 @@ func checkStats(t *testing.T, who string, st phone.Stats, route string) {
 }
 
 func TestPhoneCallGoesDirectAndCarriesAudio(t *testing.T) {
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	s := phoneServe(t, bin, false)
 	wav := filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav")
 	sent := readWAV(t, wav)
@@ -338,7 +305,7 @@ func TestPhoneCallGoesDirectAndCarriesAudio(t *testing.T) {
 }
 
 func TestPhoneRelayPolicyGoesThroughOurRelay(t *testing.T) {
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	s := phoneServe(t, bin, true)
 	before := metricSum(t, s.http, "punchline_turn_relayed_bytes_total")
 	wav := filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav")
@@ -358,7 +325,7 @@ func TestPhoneRelayPolicyGoesThroughOurRelay(t *testing.T) {
 }
 
 func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	s := phoneServe(t, bin, false)
 	// A relay that keeps its default and refuses loopback peers: a phone
 	// restricted to it cannot reach anything on this host.
@@ -379,7 +346,7 @@ func TestPhoneFailuresSayWhyInOneLine(t *testing.T) {
 			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:" + strictRelay},
 			"ICE failed"},
 		{"relay unreachable with relay policy", []string{"phone", "--server", s.sip, "--user", "alice", "--password", phoneUsers["alice"],
-			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:127.0.0.1:" + strconv.Itoa(phoneFreePort(t))},
+			"--call", "bob", "--ice-policy", "relay", "--stun", "none", "--turn", "turn:127.0.0.1:" + strconv.Itoa(freePort(t))},
 			"no relayed candidate (is the TURN server reachable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,7 +389,7 @@ func phoneSipp(t *testing.T) string {
 // the c=/m= address sipp offered and we accepted RTP coming back from it.
 func TestPhoneAnswersCallerWithoutICE(t *testing.T) {
 	sipp := phoneSipp(t)
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	s := phoneServe(t, bin, false)
 	dir := t.TempDir()
 	wav := filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav")
@@ -439,8 +406,8 @@ func TestPhoneAnswersCallerWithoutICE(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
 		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
-		"-rtp_echo", "-mp", strconv.Itoa(phoneFreePort(t)), "-mi", "127.0.0.1",
-		"-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
+		"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
 		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
 	cmd.Dir = dir // sipp writes its logs into the working directory
 	out, err := cmd.CombinedOutput()
@@ -527,7 +494,7 @@ func writeRTPPcap(t *testing.T, path string, samples []int16) {
 // phone; what our phone recorded must be that WAV.
 func TestPhoneDecodesRTPFromCallerWithoutICE(t *testing.T) {
 	sipp := phoneSipp(t)
-	bin := phoneBuild(t)
+	bin := buildPunchline(t)
 	s := phoneServe(t, bin, false)
 	dir := t.TempDir()
 	sent := readWAV(t, filepath.Join("..", "..", "testdata", "audio", "speech-8k.wav"))
@@ -543,8 +510,8 @@ func TestPhoneDecodesRTPFromCallerWithoutICE(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
 		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
-		"-mp", strconv.Itoa(phoneFreePort(t)), "-mi", "127.0.0.1",
-		"-i", "127.0.0.1", "-p", strconv.Itoa(phoneFreePort(t)),
+		"-mp", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
 		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
 	cmd.Dir = dir // audio.pcap is read from, and logs written to, the working directory
 	out, err := cmd.CombinedOutput()

@@ -39,38 +39,6 @@ func needTool(t *testing.T, name string) string {
 	return p
 }
 
-// buildPunchlineForRelay builds the real binary into a temp dir.
-func buildPunchlineForRelay(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "punchline")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeUDPTCPPort finds a port free for both UDP and TCP on 127.0.0.1.
-func freeUDPTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		u, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
-
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -97,7 +65,7 @@ func startServe(t *testing.T, bin, data string, extra ...string) relayProc {
 // one free port.
 func startServeOn(t *testing.T, bin, data string, transports []string, extra ...string) relayProc {
 	t.Helper()
-	port := freeUDPTCPPort(t)
+	port := freePort(t)
 	httpPort := freeTCPPort(t)
 	var listeners []string
 	for _, tr := range transports {
@@ -164,7 +132,7 @@ func startTurnPeer(t *testing.T) int {
 	var port int
 	var cmd *exec.Cmd
 	for range 10 {
-		port = freeUDPTCPPort(t)
+		port = freePort(t)
 		cmd = exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -265,7 +233,7 @@ func scrape(t *testing.T, url, series string) float64 {
 // coturn's test clients, a TURN implementation this project did not write.
 func TestRelayWithCoturnClients(t *testing.T) {
 	needTool(t, "turnutils_uclient")
-	bin := buildPunchlineForRelay(t)
+	bin := buildPunchline(t)
 	data := t.TempDir()
 	if out, err := exec.Command(bin, "user", "add", "alice", "--password", "wonderland", "--data", data, "--realm", "punchline").CombinedOutput(); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,35 +16,6 @@ import (
 
 	siplib "github.com/emiago/sipgo/sip"
 )
-
-// sipBuildBinary builds punchline into a temporary directory once per test.
-func sipBuildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "punchline")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func sipFreePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		pc.Close()
-		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 // sipServed is a running `punchline serve`.
 type sipServed struct {
@@ -146,12 +116,12 @@ func sipExpectInviteAt(t *testing.T, p *udpPeer) {
 }
 
 func TestServeRestartKeepsUsersAndRegistrations(t *testing.T) {
-	bin := sipBuildBinary(t)
+	bin := buildPunchline(t)
 	data := t.TempDir()
 	sipRunCLI(t, bin, "user", "add", "alice", "--password", "apw", "--data", data)
 	sipRunCLI(t, bin, "user", "add", "bob", "--password", "bpw", "--data", data)
 	sipRunCLI(t, bin, "user", "add", "carol", "--password", "cpw", "--data", data)
-	sipPort, httpPort := sipFreePort(t), sipFreePort(t)
+	sipPort, httpPort := freePort(t), freePort(t)
 	srvAddr := fmt.Sprintf("127.0.0.1:%d", sipPort)
 
 	s1 := startSIPServe(t, bin, data, sipPort, httpPort)
@@ -192,10 +162,10 @@ func TestServeRestartKeepsUsersAndRegistrations(t *testing.T) {
 }
 
 func TestServeUsersListedAfterRestart(t *testing.T) {
-	bin := sipBuildBinary(t)
+	bin := buildPunchline(t)
 	data := t.TempDir()
 	sipRunCLI(t, bin, "user", "add", "dora", "--password", "x", "--data", data)
-	port, hport := sipFreePort(t), sipFreePort(t)
+	port, hport := freePort(t), freePort(t)
 	startSIPServe(t, bin, data, port, hport).stop(t, syscall.SIGTERM)
 	if out := sipRunCLI(t, bin, "user", "list", "--data", data); !strings.Contains(out, "dora") {
 		t.Fatalf("user list after serve: %q", out)
@@ -203,12 +173,12 @@ func TestServeUsersListedAfterRestart(t *testing.T) {
 }
 
 func TestServeStartsTLSAndWSListeners(t *testing.T) {
-	bin := sipBuildBinary(t)
+	bin := buildPunchline(t)
 	data := t.TempDir()
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	sipWriteSelfSigned(t, cert, key)
-	p1, p2, p3, hp := sipFreePort(t), sipFreePort(t), sipFreePort(t), sipFreePort(t)
+	p1, p2, p3, hp := freePort(t), freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(bin, "serve", "--data", data, "--turn", "", "--http", fmt.Sprintf("127.0.0.1:%d", hp),
 		"--sip", fmt.Sprintf("udp:127.0.0.1:%d,tls:127.0.0.1:%d,ws:127.0.0.1:%d", p1, p2, p3),
 		"--tls-cert", cert, "--tls-key", key)
