@@ -129,6 +129,10 @@ type relayConn struct {
 	permitted atomic.Pointer[map[netip.Addr]struct{}]
 	permMu    sync.Mutex // serializes writers of permitted
 
+	// relayed counts payload bytes relayed both ways, for
+	// Server.RelayedBytesByUser.
+	relayed atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -153,6 +157,7 @@ func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *re
 	empty := map[netip.Addr]struct{}{}
 	c.permitted.Store(&empty)
 	s.relays.Store(c.key, c)
+	s.usage.add(c)
 	s.loops.Add(1)
 	return c
 }
@@ -168,6 +173,7 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if err == nil {
 		c.s.metrics.packetsToPeer.Inc()
 		c.s.metrics.bytesToPeer.Add(float64(n))
+		c.relayed.Add(uint64(n))
 	}
 	return n, err
 }
@@ -190,6 +196,7 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		c.s.metrics.packetsToClient.Inc()
 		c.s.metrics.bytesToClient.Add(float64(n))
+		c.relayed.Add(uint64(n))
 		return n, addr, nil
 	}
 }
@@ -245,6 +252,7 @@ func (c *relayConn) Close() error {
 		c.permMu.Unlock()
 		c.s.metrics.permissions.Sub(float64(n))
 		c.closeErr = c.PacketConn.Close()
+		c.s.usage.retire(c)
 		c.s.quota.release(c.user)
 		c.s.loops.Done()
 	})

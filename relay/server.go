@@ -47,6 +47,7 @@ type Server struct {
 	turn    *turn.Server
 	inspect *inspector
 	resv    *reservations
+	usage   *usage
 
 	endpoints []Endpoint
 
@@ -96,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		auth:    &authenticator{realm: cfg.Realm, users: cfg.Users, secret: cfg.Secret, now: cfg.Now},
 		quota:   newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations),
 		streams: map[*streamConn]struct{}{},
+		usage:   newUsage(),
 	}
 	s.inspect = s.newInspector()
 	s.resv = newReservations(cfg.Now)

@@ -224,13 +224,19 @@ func newRoomFocus(env *serveEnv) (*focus.Focus, error) {
 		env.log.Warn("conference media ports listen on all addresses but advertise 127.0.0.1: set --public-ip so bridged phones can reach them")
 		advertise = "127.0.0.1"
 	}
-	return focus.New(focus.Config{
+	cfg := focus.Config{
 		Realm:       env.cfg.Realm,
 		MediaIP:     mediaIP,
 		AdvertiseIP: advertise,
 		Metrics:     env.metrics,
 		Log:         env.log,
-	})
+	}
+	if env.relay != nil {
+		// Relayed legs of room members count to their room
+		// (punchline_conference_relay_bytes_total).
+		cfg.RelayBytes = env.relay.RelayedBytesByUser
+	}
+	return focus.New(cfg)
 }
 
 // sipWithFocus is the SIP subsystem of serve with its conference focus:

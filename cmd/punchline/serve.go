@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/punchline/punchline/internal/store"
+	"github.com/punchline/punchline/relay"
 )
 
 // serveEnv is what serve hands to each subsystem it starts.
@@ -26,6 +27,10 @@ type serveEnv struct {
 	store   *store.Store
 	log     *slog.Logger
 	metrics *prometheus.Registry
+	// relay is the TURN relay when serve runs one (set by startRelay, which
+	// runs before startSIP); the conference focus polls its per-user byte
+	// counts.
+	relay *relay.Server
 	// listening collects "what address" pairs for the readiness line.
 	listening []string
 }

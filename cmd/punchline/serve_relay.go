@@ -21,6 +21,7 @@ func startRelay(_ context.Context, env *serveEnv) (subsystem, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.relay = srv
 	for _, e := range srv.Endpoints() {
 		env.listeningOn("turn "+e.Network, e.Addr.String())
 	}
