@@ -57,7 +57,7 @@ func TestLabRoomWithSymmetricNATParticipant(t *testing.T) {
 	for _, u := range users {
 		accounts[u] = u + "-pw"
 	}
-	srv, err := l.StartServer(ctx, lab.ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: accounts})
+	srv, err := l.StartServer(ctx, lab.ServerConfig{Binary: bin, DataDir: t.TempDir(), Users: accounts, Metrics: true})
 	if err != nil {
 		t.Fatalf("serve: %v", err)
 	}
@@ -91,6 +91,7 @@ func TestLabRoomWithSymmetricNATParticipant(t *testing.T) {
 		pair := map[string]bool{a: true, b: true}
 		return pair["dan"] && pair["cat"]
 	}
+	var relayedRTP float64 // bytes of RTP the phones received over relayed pairs
 	for _, u := range users {
 		st := readConfStats(t, filepath.Join(dir, u+".json"))
 		if len(st.Peers) != 3 {
@@ -102,10 +103,31 @@ func TestLabRoomWithSymmetricNATParticipant(t *testing.T) {
 				want = conference.RouteRelayed
 			}
 			t.Logf("%s (%v) ↔ %s (%v): %s, %s/%s, setup %d ms, %d packets", u, nats[u], p.User, nats[p.User], p.Route, p.LocalCandidateType, p.RemoteCandidateType, p.SetupMS, p.RTPPacketsReceived)
+			if p.Route == conference.RouteRelayed {
+				relayedRTP += float64(p.RTPPacketsReceived) * (12 + 160) // RTP header + 20 ms of G.711
+			}
 			if p.Route != want {
 				t.Errorf("%s (%v) ↔ %s (%v): route %q, want %q", u, nats[u], p.User, nats[p.User], p.Route, want)
 			}
 		}
 		checkTones(t, u, filepath.Join(dir, u+".wav"), 3, others(tones, u), map[string]float64{u: tones[u]})
+	}
+
+	// Issue 6: the relayed leg's bytes are on /metrics per room. The focus
+	// attributes a member's relayed bytes (by TURN user) to its room, polling
+	// about once a second, so the last second before the phones left may be
+	// missed: at least half of the RTP that crossed the relay must show, and
+	// never more than the relay moved in total (this room is all it served).
+	roomRelay, err := srv.Metric(ctx, "punchline_conference_relay_bytes_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	turnTotal, err := srv.Metric(ctx, "punchline_turn_relayed_bytes_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("relay bytes attributed to natroom: %.0f (relayed RTP received by phones %.0f, relay total %.0f)", roomRelay, relayedRTP, turnTotal)
+	if relayedRTP == 0 || roomRelay < relayedRTP/2 || roomRelay > turnTotal {
+		t.Errorf("punchline_conference_relay_bytes_total = %.0f, want at least half of the relayed RTP (%.0f) and at most the relay's total %.0f", roomRelay, relayedRTP, turnTotal)
 	}
 }
