@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,7 +308,17 @@ func (s *Session) startRelays(gen uint64, done chan struct{}) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := s.gatherRelay(ctx, u, gen); err != nil {
+				err := s.gatherRelay(ctx, u, gen)
+				// coturn can answer a fresh Allocate with 438 Wrong
+				// Nonce (seen when a new client socket reuses a port
+				// of a session it still remembers), and pion's client
+				// does not retry Allocate with the new nonce. A new
+				// socket and client start a clean session.
+				for try := 0; try < 2 && err != nil && isStaleNonce(err) && ctx.Err() == nil; try++ {
+					s.log.Debug("TURN allocation got 438, retrying on a new socket", "server", u.String())
+					err = s.gatherRelay(ctx, u, gen)
+				}
+				if err != nil {
 					s.log.Warn("no relayed candidate", "server", u.String(), "err", err)
 				}
 			}()
@@ -580,4 +591,10 @@ func (s *Session) Close() error {
 		s.mu.Unlock()
 	})
 	return nil
+}
+
+// isStaleNonce tells whether a TURN error is a 438 (Stale or Wrong Nonce)
+// answer; pion's client reports error responses only as text.
+func isStaleNonce(err error) bool {
+	return strings.Contains(err.Error(), "error 438")
 }
