@@ -56,13 +56,7 @@ func TestLegAnswersPlainOfferWithoutICE(t *testing.T) {
 func TestLegsConnectAndSurviveRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var heard media.Recording
-	a := NewLeg(loopbackLegConfig(), true)
-	bcfg := loopbackLegConfig()
-	bcfg.Media.Sink = &heard
-	b := NewLeg(bcfg, false)
-	defer a.Close()
-	defer b.Close()
+	a, b := newLoopbackLegPair(t)
 	offer, err := a.Offer(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -171,13 +165,7 @@ func FuzzLegHandleOffer(f *testing.F) {
 func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var heard media.Recording
-	a := NewLeg(loopbackLegConfig(), true)
-	bcfg := loopbackLegConfig()
-	bcfg.Media.Sink = &heard
-	b := NewLeg(bcfg, false)
-	defer a.Close()
-	defer b.Close()
+	a, b := newLoopbackLegPair(t)
 	offer, err := a.Offer(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -230,4 +218,17 @@ func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
 	if ri, ok := a.Route(); !ok || ri.Route != ice.RouteDirect {
 		t.Errorf("route %+v", ri)
 	}
+}
+
+// newLoopbackLegPair makes an offering leg a and an answering leg b on
+// loopback; both close when the test ends.
+func newLoopbackLegPair(t *testing.T) (a, b *Leg) {
+	t.Helper()
+	a = NewLeg(loopbackLegConfig(), true)
+	b = NewLeg(loopbackLegConfig(), false)
+	t.Cleanup(func() {
+		a.Close()
+		b.Close()
+	})
+	return a, b
 }
