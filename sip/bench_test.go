@@ -5,11 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/punchline/punchline/internal/store"
 )
 
 // BenchmarkRegister measures complete authenticated registrations
@@ -152,6 +155,83 @@ func BenchmarkRegisterSipp(b *testing.B) {
 	if res.code != 0 {
 		b.Logf("sipp exit %d", res.code)
 	}
+}
+
+// BenchmarkRegistrationMemory is bench/compare's memory load in process:
+// sipp registers 10,000 distinct users (REGISTER, 401, REGISTER with
+// credentials, 200) at 2,000/s, and after the same 1.5 s pause the
+// harness takes, it reports per registration the growth of the process's
+// proportional set size (pss-B/reg, the harness's figure; the sipp
+// client runs in its own process), of the heap the runtime holds from the
+// OS (heap-B/reg: live data, garbage and collector headroom) and of the
+// live heap after a forced collection (live-B/reg: what the registrar
+// really keeps). It runs the load once, whatever b.N is.
+func BenchmarkRegistrationMemory(b *testing.B) {
+	const n = 10000
+	dir := b.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	accounts := make(map[string]string, n)
+	rows := make([][2]string, 0, n)
+	for i := range n {
+		name := fmt.Sprintf("m%05d", i)
+		accounts[name] = "bench-secret"
+		rows = append(rows, [2]string{name, "bench-secret"})
+	}
+	if err := st.AddUsers("punchline", accounts, false); err != nil {
+		b.Fatal(err)
+	}
+	ts := startServerOn(b, st, dir, func(c *Config) { c.RateLimit.PerSecond = -1 })
+	csv := writeCSV(b, rows)
+	scen, err := filepath.Abs(filepath.Join("..", "bench", "sipp", "register.xml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	heldHeap := func(m *runtime.MemStats) float64 { return float64(m.HeapSys - m.HeapReleased) }
+	var before, loaded, after runtime.MemStats
+	runtime.GC()
+	time.Sleep(200 * time.Millisecond)
+	runtime.ReadMemStats(&before)
+	pss0 := selfPss(b)
+	b.ResetTimer()
+	res := runSipp(b, 60*time.Second, "-sf", scen, "-inf", csv, "-m", strconv.Itoa(n), "-r", "2000", "-rp", "1000",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(freeUDPPort(b)), "-recv_timeout", "2500",
+		"-key", "domain", "punchline", "-key", "expires", "3600", ts.udp)
+	b.StopTimer()
+	time.Sleep(1500 * time.Millisecond)
+	runtime.ReadMemStats(&loaded)
+	pss1 := selfPss(b)
+	got := ts.loc.total()
+	if got < n*99/100 {
+		b.Fatalf("only %d of %d registered (sipp exit %d):\n%s", got, n, res.code, tail(res.out, 3000))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(pss1-pss0)*1024/float64(got), "pss-B/reg")
+	b.ReportMetric((heldHeap(&loaded)-heldHeap(&before))/float64(got), "heap-B/reg")
+	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/float64(got), "live-B/reg")
+}
+
+// selfPss is this process's proportional set size in kB.
+func selfPss(t testing.TB) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps_rollup: %v", err)
+	}
+	for _, ln := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(ln, "Pss:"); ok {
+			v, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("no Pss line in smaps_rollup")
+	return 0
 }
 
 // sippStats reads the last line of a sipp -trace_stat file into numbers,
