@@ -280,3 +280,23 @@ func TestReplyCacheExpires(t *testing.T) {
 		t.Fatalf("map %d, order %d from %d", len(c.m), len(c.order), c.head)
 	}
 }
+
+func TestReplyCacheExpiresWithoutNewAnswers(t *testing.T) {
+	c := newReplyCache()
+	t0 := time.Now()
+	for i := range 3000 {
+		c.put(strconv.Itoa(i), []byte("x"), t0)
+	}
+	c.expire(t0.Add(replyLinger / 2))
+	if c.len() != 3000 {
+		t.Fatalf("%d answers left before they expired, want 3000", c.len())
+	}
+	c.expire(t0.Add(replyLinger + time.Second))
+	if c.len() != 0 || c.order != nil {
+		t.Fatalf("%d answers (order %d) left after they expired", c.len(), len(c.order))
+	}
+	c.put("again", []byte("y"), t0.Add(replyLinger+time.Second))
+	if b, ok := c.get("again"); !ok || string(b) != "y" {
+		t.Fatal("cache unusable after emptying")
+	}
+}

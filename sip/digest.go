@@ -226,27 +226,38 @@ const (
 // base64url(issued unix-nano | sequence number | HMAC-SHA256 of both,
 // truncated to 12 bytes), so validity and age are checked without state,
 // and the replay state is a fixed table indexed by the sequence number
-// modulo its size, holding the highest nonce count accepted for the nonce
-// that owns the slot. Memory is fixed (20 bytes per slot, 10 MB) whatever
-// the load; a nonce whose slot has been reused by 2^19 later ones is
-// treated as stale, and the client simply retries with a fresh one.
+// modulo its size. Sequence numbers only grow, so a nonce owns its slot
+// while it is among the last nonceSlots issued; an older one is treated as
+// stale, and the client simply retries with a fresh nonce.
+//
+// A slot is 12 bytes (the highest count accepted and which transaction
+// sent it when), 6 MB for the whole table at most. The table is allocated
+// in chunks as the sequence reaches them, so a server that has issued few
+// nonces holds little of it; a fully allocated table also enlarges the
+// garbage collector's heap goal by its size only once, rather than
+// growing with the number of registrations.
 type nonceKeeper struct {
 	secret   []byte
 	lifetime time.Duration
 	now      func() time.Time
+	// macs pools HMAC-SHA256 states keyed with secret.
+	macs sync.Pool
 
 	mu sync.Mutex
-	// seq, owner, nc, txh and txAt are guarded by mu. owner[i] is the
-	// sequence number of the nonce using slot i; nc[i] the highest count
-	// accepted for it (0: not used yet; ncNoQOP: used once without qop);
-	// txh[i] a hash of the transaction (Via branch and sent-by) that used
-	// that count and txAt[i] when (unix seconds), so that a retransmission
-	// of that very request is recognised as one rather than as a replay.
-	seq   uint64
-	owner []uint64
-	nc    []uint32
-	txh   []uint32
-	txAt  []uint32
+	// seq and chunks are guarded by mu. seq is the last sequence number
+	// issued; chunks[i] holds slots i*nonceChunk up to the next chunk,
+	// nil until a nonce first lands there.
+	seq    uint64
+	chunks [nonceSlots / nonceChunk]*[nonceChunk]nonceSlot
+}
+
+// nonceSlot is the replay state of one nonce: nc is the highest count
+// accepted (0: not used yet; ncNoQOP: used once without qop); txh a hash
+// of the transaction (Via branch and sent-by) that used that count and
+// txAt when (unix seconds), so that a retransmission of that very request
+// is recognised as one rather than as a replay.
+type nonceSlot struct {
+	nc, txh, txAt uint32
 }
 
 // retransWindow is how long after its first use a request may come again
@@ -254,34 +265,62 @@ type nonceKeeper struct {
 const retransWindow = 32 * time.Second
 
 const (
+	// nonceSlots is how many of the latest nonces keep their replay
+	// state: at 1,000 challenges a second, more than the 5-minute
+	// default nonce lifetime.
 	nonceSlots = 1 << 19
+	nonceChunk = 1 << 12
 	ncNoQOP    = ^uint32(0)
 )
 
 func newNonceKeeper(secret []byte, lifetime time.Duration) *nonceKeeper {
-	// Sequence numbers start from the clock so that they never repeat
-	// across restarts: a nonce from before a restart must not find its
-	// number owning a fresh slot.
-	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now,
-		seq:   uint64(time.Now().UnixNano()),
-		owner: make([]uint64, nonceSlots), nc: make([]uint32, nonceSlots),
-		txh: make([]uint32, nonceSlots), txAt: make([]uint32, nonceSlots)}
+	// Sequence numbers start from the clock (in nanoseconds) so that they
+	// never repeat across restarts: the clock advances far faster than
+	// nonces can be issued, so a nonce from before a restart has a number
+	// below the window of live ones (unless the restart took less than
+	// nonceSlots nanoseconds, 0.5 ms) and reads as stale, rather than
+	// finding a fresh slot that would let it be replayed.
+	return &nonceKeeper{secret: secret, lifetime: lifetime, now: time.Now, seq: uint64(time.Now().UnixNano())}
+}
+
+// slotLocked returns the slot of sequence number seq, allocating its
+// chunk on first use. k.mu must be held.
+func (k *nonceKeeper) slotLocked(seq uint64) *nonceSlot {
+	i := seq % nonceSlots
+	c := k.chunks[i/nonceChunk]
+	if c == nil {
+		c = new([nonceChunk]nonceSlot)
+		k.chunks[i/nonceChunk] = c
+	}
+	return &c[i%nonceChunk]
 }
 
 func (k *nonceKeeper) issue() string {
 	k.mu.Lock()
 	k.seq++
 	seq := k.seq
-	slot := seq % nonceSlots
-	k.owner[slot], k.nc[slot] = seq, 0
+	*k.slotLocked(seq) = nonceSlot{}
 	k.mu.Unlock()
 	var b [8 + 8 + 12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(k.now().UnixNano()))
 	binary.BigEndian.PutUint64(b[8:16], seq)
-	m := hmac.New(sha256.New, k.secret)
-	m.Write(b[:16])
-	copy(b[16:], m.Sum(nil))
+	k.sign(b[:16], b[16:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// sign writes the first 12 bytes of HMAC-SHA256(secret, msg) to out.
+// Keyed HMAC states are pooled: setting one up is two SHA-256 blocks and
+// about 500 bytes of garbage, for every challenge and every check.
+func (k *nonceKeeper) sign(msg, out []byte) {
+	m, _ := k.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, k.secret)
+	}
+	m.Reset()
+	m.Write(msg)
+	var sum [sha256.Size]byte
+	copy(out, m.Sum(sum[:0]))
+	k.macs.Put(m)
 }
 
 // check verifies a nonce and its count. The count is recorded by commit,
@@ -294,13 +333,16 @@ func (k *nonceKeeper) issue() string {
 // authentication are idempotent), while from any other transaction it is
 // a replay.
 func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceResult, func()) {
-	raw, err := base64.RawURLEncoding.DecodeString(nonce)
-	if err != nil || len(raw) != 28 {
+	var raw [28]byte
+	if base64.RawURLEncoding.DecodedLen(len(nonce)) != len(raw) {
 		return nonceBad, nil
 	}
-	m := hmac.New(sha256.New, k.secret)
-	m.Write(raw[:16])
-	if subtle.ConstantTimeCompare(m.Sum(nil)[:12], raw[16:]) != 1 {
+	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil || n != len(raw) {
+		return nonceBad, nil
+	}
+	var mac [12]byte
+	k.sign(raw[:16], mac[:])
+	if subtle.ConstantTimeCompare(mac[:], raw[16:]) != 1 {
 		return nonceBad, nil
 	}
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
@@ -308,7 +350,6 @@ func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceRes
 		return nonceStale, nil
 	}
 	seq := binary.BigEndian.Uint64(raw[8:16])
-	slot := seq % nonceSlots
 	want := c.NC
 	if c.QOP != "auth" {
 		want = ncNoQOP
@@ -316,23 +357,29 @@ func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceRes
 	h := fnv32(txID)
 	nowS := uint32(k.now().Unix())
 	k.mu.Lock()
-	owner, last, lastTx, lastAt := k.owner[slot], k.nc[slot], k.txh[slot], k.txAt[slot]
+	live := seq <= k.seq && k.seq-seq < nonceSlots
+	var st nonceSlot
+	if live {
+		st = *k.slotLocked(seq)
+	}
 	k.mu.Unlock()
-	retransmission := txID != "" && last != 0 && want == last && lastTx == h &&
-		time.Duration(nowS-lastAt)*time.Second <= retransWindow
+	retransmission := txID != "" && st.nc != 0 && want == st.nc && st.txh == h &&
+		time.Duration(nowS-st.txAt)*time.Second <= retransWindow
 	switch {
-	case owner != seq:
+	case !live:
 		// Issued before a restart (the table is not persisted) or pushed
 		// out by half a million newer nonces: ask for a fresh one.
 		return nonceStale, nil
 	case retransmission:
-	case (last != 0 && want <= last) || want == 0:
+	case (st.nc != 0 && want <= st.nc) || want == 0:
 		return nonceReplay, nil
 	}
 	commit := func() {
 		k.mu.Lock()
-		if k.owner[slot] == seq && want > k.nc[slot] {
-			k.nc[slot], k.txh[slot], k.txAt[slot] = want, h, nowS
+		if k.seq-seq < nonceSlots {
+			if sl := k.slotLocked(seq); want > sl.nc {
+				*sl = nonceSlot{nc: want, txh: h, txAt: nowS}
+			}
 		}
 		k.mu.Unlock()
 	}

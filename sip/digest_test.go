@@ -72,3 +72,41 @@ func TestNonceRetransmissionIsNotAReplay(t *testing.T) {
 		t.Fatalf("forged nonce: %v, want bad", r)
 	}
 }
+
+func TestNonceOutsideTheLiveWindowIsStale(t *testing.T) {
+	secret := []byte(strings.Repeat("k", 32))
+	k := newNonceKeeper(secret, time.Hour)
+	nonce := k.issue()
+	c := &Credentials{QOP: "auth", NC: 1}
+	if r, _ := k.check(nonce, c, "tx"); r != nonceOK {
+		t.Fatalf("fresh nonce: %v", r)
+	}
+	// A keeper started later (a restart, which takes far longer than the
+	// 0.5 ms that nonceSlots nanoseconds are) has no replay state for it.
+	time.Sleep(2 * time.Millisecond)
+	later := newNonceKeeper(secret, time.Hour)
+	if r, _ := later.check(nonce, c, "tx"); r != nonceStale {
+		t.Fatalf("nonce from before a restart: %v, want stale", r)
+	}
+	// Half a million newer nonces reuse its slot.
+	k.mu.Lock()
+	k.seq += nonceSlots - 1
+	k.mu.Unlock()
+	if r, _ := k.check(nonce, c, "tx"); r != nonceOK {
+		t.Fatalf("oldest live nonce: %v, want ok", r)
+	}
+	k.issue()
+	if r, _ := k.check(nonce, c, "tx"); r != nonceStale {
+		t.Fatalf("nonce whose slot was reused: %v, want stale", r)
+	}
+	// Only the chunks the sequence reached were allocated.
+	n := 0
+	for _, ch := range k.chunks {
+		if ch != nil {
+			n++
+		}
+	}
+	if n > 2 {
+		t.Fatalf("%d chunks allocated after issuing two nonces", n)
+	}
+}

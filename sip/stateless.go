@@ -56,18 +56,45 @@ func (c *replyCache) put(key string, b []byte, now time.Time) {
 		c.order = append(c.order, cachedKey{key, now})
 	}
 	c.m[key] = b
-	// Expire from the front while we hold the lock; compact the slice
-	// only when the expired head is most of it, so each put is amortised
-	// O(1).
+	// Expire from the front while we hold the lock; the slice is
+	// compacted only when the expired head is most of it, so each put is
+	// amortised O(1).
+	c.expireLocked(now)
+}
+
+// expire drops answers older than replyLinger. The server's maintenance
+// tick calls it, so that answers do not stay when no new ones arrive to
+// push them out.
+func (c *replyCache) expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked(now)
+}
+
+// expireLocked drops expired answers from the front of the order; c.mu
+// must be held.
+func (c *replyCache) expireLocked(now time.Time) {
 	for c.head < len(c.order) && now.Sub(c.order[c.head].at) > replyLinger {
 		delete(c.m, c.order[c.head].key)
 		c.order[c.head] = cachedKey{}
 		c.head++
 	}
-	if c.head > 1024 && c.head > len(c.order)/2 {
+	switch {
+	case c.head == len(c.order):
+		// Empty: let go of the backing array too, which a burst may
+		// have grown large.
+		c.order, c.head = nil, 0
+	case c.head > 1024 && c.head > len(c.order)/2:
 		c.order = append(c.order[:0], c.order[c.head:]...)
 		c.head = 0
 	}
+}
+
+// len is the number of answers held.
+func (c *replyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // txKey is the RFC 3261 §17.2.3 matching key of a request: branch,
@@ -136,21 +163,24 @@ func responseAddr(req *siplib.Request, src *net.UDPAddr) net.Addr {
 }
 
 // registerStateless runs the registrar for a parsed UDP REGISTER.
+//
+// Its answers are not kept for retransmissions, as Kamailio's sl replies
+// are not: a retransmitted REGISTER is simply handled again. Without
+// credentials it gets a fresh challenge, as good as the first; with them,
+// the nonce keeper recognises the same transaction's count as a
+// retransmission rather than a replay, and the registrar leaves bindings
+// alone for a CSeq it has seen (RFC 3261 §10.3 step 7), so the answer is
+// the same 200 with the current bindings. Keeping every answer for 5 s
+// instead would hold about a kilobyte per registration in memory at any
+// moment of a burst, to save work on the rare retransmission.
 func (f *frontDoor) registerStateless(req *siplib.Request, addr net.Addr) {
-	key := txKey(req)
-	if key != "" {
-		if b, ok := f.s.replies.get(key); ok {
-			f.PacketConn.WriteTo(b, addr) //nolint:errcheck // a retransmission; the client retries.
-			return
-		}
-	}
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return
 	}
 	req.SetSource(addr.String())
 	req.SetTransport("UDP")
-	tx := &statelessTx{fd: f, key: key, dest: responseAddr(req, ua), done: make(chan struct{})}
+	tx := &statelessTx{fd: f, dest: responseAddr(req, ua), done: make(chan struct{})}
 	if req.Via() == nil || req.CSeq() == nil {
 		f.s.metrics.malformed.Inc()
 		f.s.reply(req, tx, 400, "Bad Request", "missing Via or CSeq")
