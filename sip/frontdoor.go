@@ -15,8 +15,10 @@ import (
 // multiplexes STUN binding requests on its SIP flow) are answered and
 // consumed; oversize and flooding sources are refused; messages the SIP
 // parser cannot read are answered 400 with the reason (when enough of the
-// request is legible to address a response) or dropped. Only clean SIP
-// messages reach sipgo, which also means sipgo never logs parse errors.
+// request is legible to address a response) or dropped. The messages of a
+// call that need no transaction are handled right here on this parse (see
+// fastpath.go). Only clean SIP messages reach sipgo, which also means
+// sipgo never logs parse errors.
 type frontDoor struct {
 	net.PacketConn
 	s      *Server
@@ -92,6 +94,9 @@ func (f *frontDoor) admit(data []byte, addr net.Addr) bool {
 		// A REGISTER with leading whitespace or a lower-case method
 		// token: rare, handle it here.
 		f.registerStateless(req, addr)
+		return false
+	}
+	if f.fastPath(msg, addr) {
 		return false
 	}
 	return true

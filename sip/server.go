@@ -30,8 +30,11 @@ type Server struct {
 	replies *replyCache
 	// regQueue feeds the registrar workers (see frontDoor.admit).
 	regQueue chan regJob
-	// registerFn is wrap(handleRegister), built once.
-	registerFn sipgo.RequestHandler
+	// registerFn is wrap(handleRegister) and requestFn
+	// wrap(handleRequest), built once.
+	registerFn, requestFn sipgo.RequestHandler
+	// macs sign the branches of statelessly forwarded requests.
+	macs *macPool
 	metrics    *serverMetrics
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
@@ -130,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: secret: %w", err)
 	}
 	s.tokenKey = secret
+	s.macs = newMACPool(secret)
 	s.nonces = newNonceKeeper(secret, cfg.NonceLifetime)
 	if s.metrics, err = newMetrics(cfg.Metrics, func() float64 { return float64(s.loc.total()) }); err != nil {
 		return nil, fmt.Errorf("sip: metrics: %w", err)
@@ -163,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.ua, s.srv = ua, srv
 	s.registerFn = s.wrap(s.handleRegister)
+	s.requestFn = s.wrap(s.handleRequest)
 	s.txl, s.tpl = ua.TransactionLayer(), ua.TransportLayer()
 	// sipgo dispatches by method with a fallback for unregistered ones;
 	// every method the proxy relays goes through handleRequest.
@@ -193,7 +198,7 @@ func (s *Server) handlerFor(m siplib.RequestMethod) sipgo.RequestHandler {
 	case siplib.CANCEL:
 		return s.wrap(s.handleCancel)
 	}
-	return s.wrap(s.handleRequest)
+	return s.requestFn
 }
 
 // Start binds every listener, starts serving and returns once all are

@@ -1,0 +1,266 @@
+package sip
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	siplib "github.com/emiago/sipgo/sip"
+)
+
+// rawInvite is an initial INVITE from u to callee without credentials.
+func rawInvite(u *rawUA, callee, branch, callID string) string {
+	return fmt.Sprintf(`INVITE sip:%s@%s SIP/2.0
+Via: SIP/2.0/UDP %s;branch=%s;rport
+From: <sip:%s@punchline>;tag=f%s
+To: <sip:%s@punchline>
+Call-ID: %s
+CSeq: 1 INVITE
+Contact: <sip:%s@%s>
+Max-Forwards: 70
+Content-Length: 0
+
+`, callee, u.server, u.addr(), branch, u.user, u.user, callee, callID, u.user, u.addr())
+}
+
+// recvRaw reads one datagram's bytes, nil on timeout.
+func recvRaw(t *testing.T, pc net.PacketConn, timeout time.Duration) []byte {
+	t.Helper()
+	buf := make([]byte, 65535)
+	pc.SetReadDeadline(time.Now().Add(timeout))
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		return nil
+	}
+	return append([]byte(nil), buf[:n]...)
+}
+
+func TestUnauthenticatedInviteIsChallengedStatelessly(t *testing.T) {
+	ts := startServer(t, map[string]string{"alice": "apw", "bob": "bpw"}, nil)
+	alice := newUDPUA(t, ts.udp, "alice", "apw")
+	inv := rawInvite(alice, "bob", "z9hG4bK-stl-1", "stl-1")
+
+	alice.send(inv)
+	first := recvRaw(t, alice.pc, 3*time.Second)
+	if !bytes.HasPrefix(first, []byte("SIP/2.0 407 ")) {
+		t.Fatalf("first answer %q, want 407", first)
+	}
+	// A retransmission (the 407 was lost) gets the very same answer, nonce
+	// included, without running the handler again.
+	alice.send(inv)
+	again := recvRaw(t, alice.pc, 3*time.Second)
+	if !bytes.Equal(first, again) {
+		t.Fatalf("retransmission answered differently:\n%s\nthen\n%s", first, again)
+	}
+	if n := metricValue(t, ts.metrics.transactions.WithLabelValues("INVITE")); n != 1 {
+		t.Errorf("INVITE handled %v times, want once", n)
+	}
+
+	// The ACK of the 407 has the INVITE's branch (§17.2.1) and is
+	// absorbed: no answer, nothing forwarded, no handler run.
+	res, err := siplib.ParseMessage(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.send(fmt.Sprintf(`ACK sip:bob@%s SIP/2.0
+Via: SIP/2.0/UDP %s;branch=z9hG4bK-stl-1;rport
+From: <sip:alice@punchline>;tag=falice
+%s
+Call-ID: stl-1
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+`, alice.server, alice.addr(), res.(*siplib.Response).To().String()))
+	if b := recvRaw(t, alice.pc, 300*time.Millisecond); b != nil {
+		t.Fatalf("ACK of the 407 was answered: %q", b)
+	}
+	if n := metricValue(t, ts.metrics.transactions.WithLabelValues("ACK")); n != 0 {
+		t.Errorf("ACK reached the handlers %v times, want 0", n)
+	}
+
+	// The credentials then work as before: bob is not registered, 480.
+	nonce := challengeFor(t, res.(*siplib.Response), "MD5")
+	auth := digestAuth("alice", "apw", "punchline", "INVITE", "sip:bob@"+alice.server, nonce, "MD5", 1)
+	withAuth := strings.Replace(strings.Replace(inv, "CSeq: 1 INVITE", "CSeq: 2 INVITE", 1),
+		"Max-Forwards: 70", "Max-Forwards: 70\nProxy-Authorization: "+auth, 1)
+	alice.send(strings.Replace(withAuth, "z9hG4bK-stl-1", "z9hG4bK-stl-2", 1))
+	if r := alice.expectResponse(3 * time.Second); r.StatusCode != 480 {
+		t.Fatalf("INVITE with credentials: %d, want 480", r.StatusCode)
+	}
+}
+
+// natCall sets up alice (UDP) calling bob, who registered over UDP with a
+// private Contact, and returns both, the INVITE bob got, and alice's
+// 200 OK.
+func natCall(t *testing.T, ts *testServer) (alice, bob *rawUA, inv inviteSent, got *siplib.Request, ok *siplib.Response) {
+	t.Helper()
+	bob = newUDPUA(t, ts.udp, "bob", "bpw")
+	if r := bob.register(privateContact, 600, ""); r.StatusCode != 200 {
+		t.Fatalf("register: %d", r.StatusCode)
+	}
+	alice = newUDPUA(t, ts.udp, "alice", "apw")
+	inv = alice.invite("bob", sdpOffer)
+	got, from := bob.expectRequest(3 * time.Second)
+	if got.Method != siplib.INVITE {
+		t.Fatalf("bob got %s", got.Method)
+	}
+	bob.respondTo(got, 200, "OK", "btag", privateContact, sdpAnswer, from)
+	ok = alice.expectResponse(3 * time.Second)
+	if ok.StatusCode != 200 {
+		t.Fatalf("alice got %d", ok.StatusCode)
+	}
+	return alice, bob, inv, got, ok
+}
+
+// routesOf is the route set a caller builds from a 2xx (§12.1.2).
+func routesOf(res *siplib.Response) string {
+	rrs := res.GetHeaders("Record-Route")
+	var routes []string
+	for i := len(rrs) - 1; i >= 0; i-- {
+		routes = append(routes, "Route: "+rrs[i].Value())
+	}
+	return strings.Join(routes, "\n")
+}
+
+func aliceInDialog(alice *rawUA, inv inviteSent, ok *siplib.Response, method, branch string, cseq int, routes string) string {
+	return fmt.Sprintf(`%s sip:bob@192.168.1.50:5060 SIP/2.0
+Via: SIP/2.0/UDP %s;branch=%s;rport
+From: <sip:alice@punchline>;tag=%s
+%s
+Call-ID: %s
+CSeq: %d %s
+%s
+Max-Forwards: 70
+Content-Length: 0
+
+`, method, alice.addr(), branch, inv.fromTag, ok.To().String(), inv.callID, cseq, method, routes)
+}
+
+func TestInDialogRequestsAreForwardedStatelesslyToTheNATFlow(t *testing.T) {
+	ts := startServer(t, map[string]string{"alice": "apw", "bob": "bpw"}, nil)
+	alice, bob, inv, _, ok := natCall(t, ts)
+	routes := routesOf(ok)
+	txBefore := metricValue(t, ts.metrics.transactions.WithLabelValues("BYE"))
+
+	alice.send(aliceInDialog(alice, inv, ok, "ACK", "z9hG4bK-sack", inv.cseq, routes))
+	ack, _ := bob.expectRequest(3 * time.Second)
+	if ack.Method != siplib.ACK || !strings.HasPrefix(viaBranch(ack), statelessBranchPrefix) {
+		t.Fatalf("bob got %s with branch %q, want a statelessly forwarded ACK", ack.Method, viaBranch(ack))
+	}
+
+	bye := aliceInDialog(alice, inv, ok, "BYE", "z9hG4bK-sbye", inv.cseq+1, routes)
+	alice.send(bye)
+	got, from := bob.expectRequest(3 * time.Second)
+	if got.Method != siplib.BYE {
+		t.Fatalf("bob got %s, want BYE", got.Method)
+	}
+	if from.String() != ts.udp {
+		t.Fatalf("BYE came from %s, want the proxy's socket %s", from, ts.udp)
+	}
+	br := viaBranch(got)
+	if !strings.HasPrefix(br, statelessBranchPrefix) {
+		t.Fatalf("BYE branch %q, want the stateless marker", br)
+	}
+	if got.Route() != nil {
+		t.Errorf("our Route was not removed: %s", got.Route().Value())
+	}
+	if mf := got.MaxForwards(); mf == nil || mf.Val() != 69 {
+		t.Errorf("Max-Forwards %v, want 69", mf)
+	}
+	// A retransmission leaves with the same branch (§16.11), so bob's
+	// server transaction recognises it.
+	alice.send(bye)
+	again, _ := bob.expectRequest(3 * time.Second)
+	if viaBranch(again) != br {
+		t.Fatalf("retransmitted BYE branch %q, first %q", viaBranch(again), br)
+	}
+	// Bob's 200 goes back through the proxy to alice's source address.
+	bob.respondTo(got, 200, "OK", "", "", "", from)
+	res := alice.expectResponse(3 * time.Second)
+	if res.StatusCode != 200 || res.CSeq().MethodName != siplib.BYE {
+		t.Fatalf("alice got %d for %v, want 200 for BYE", res.StatusCode, res.CSeq())
+	}
+	if n := len(res.GetHeaders("Via")); n != 1 {
+		t.Errorf("response to alice has %d Vias, want only hers", n)
+	}
+	if d := metricValue(t, ts.metrics.transactions.WithLabelValues("BYE")) - txBefore; d != 2 {
+		t.Errorf("BYE counted %v times, want 2 (original and retransmission)", d)
+	}
+}
+
+func viaBranch(m siplib.Message) string {
+	v := m.Via()
+	if v == nil {
+		return ""
+	}
+	b, _ := v.Params.Get("branch")
+	return b
+}
+
+func TestForgedFlowTokenIsNotFollowed(t *testing.T) {
+	ts := startServer(t, map[string]string{"alice": "apw", "bob": "bpw"}, nil)
+	alice, _, inv, _, ok := natCall(t, ts)
+
+	// A victim socket the forged token points at.
+	victim, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	vflow := Flow{Transport: "udp", Source: victim.LocalAddr().String(), Local: ts.udp}
+	host, port, _ := net.SplitHostPort(ts.udp)
+	for name, tok := range map[string]string{
+		"signed with another key": dialogToken{FromTag: inv.fromTag, Caller: vflow, Callee: vflow}.encode([]byte("not the server secret")),
+		"tampered body": func() string {
+			good := dialogToken{FromTag: inv.fromTag, Caller: vflow, Callee: vflow}.encode(ts.tokenKey)
+			real := strings.TrimPrefix(strings.SplitN(ok.GetHeader("Record-Route").Value(), "@", 2)[0], "<sip:")
+			// The genuine signature on a body naming the victim.
+			return strings.SplitN(good, ".", 2)[0] + "." + strings.SplitN(real, ".", 2)[1]
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			route := fmt.Sprintf("Route: <sip:%s@%s:%s;transport=udp;lr>", tok, host, port)
+			msg := aliceInDialog(alice, inv, ok, "BYE", "z9hG4bK-forged-"+strings.ReplaceAll(name, " ", "-"), inv.cseq+5, route)
+			// A Request-URI that is nobody's registered contact: without a
+			// valid token there is no route, 481.
+			alice.send(strings.Replace(msg, "sip:bob@192.168.1.50:5060", "sip:bob@10.7.7.7:5060", 1))
+			if r := alice.expectResponse(3 * time.Second); r.StatusCode != 481 {
+				t.Fatalf("forged token: %d, want 481", r.StatusCode)
+			}
+			if b := recvRaw(t, victim, 200*time.Millisecond); b != nil {
+				t.Fatalf("the proxy sent to the forged flow:\n%s", b)
+			}
+		})
+	}
+}
+
+func TestForgedStatelessResponseIsNotRelayed(t *testing.T) {
+	ts := startServer(t, map[string]string{"alice": "apw"}, nil)
+	victim, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	attacker := newUDPUA(t, ts.udp, "mallory", "")
+	host, port, _ := net.SplitHostPort(ts.udp)
+	// A response whose top Via looks like one of our stateless branches
+	// and whose next Via names the victim: relaying it would make the
+	// proxy a reflector.
+	attacker.send(fmt.Sprintf(`SIP/2.0 200 OK
+Via: SIP/2.0/UDP %s:%s;branch=%s0123456789abcdef0123;rport
+Via: SIP/2.0/UDP %s;branch=z9hG4bK-victim;rport
+From: <sip:a@punchline>;tag=1
+To: <sip:b@punchline>;tag=2
+Call-ID: reflect
+CSeq: 1 BYE
+Content-Length: 0
+
+`, host, port, statelessBranchPrefix, victim.LocalAddr().String()))
+	if b := recvRaw(t, victim, 300*time.Millisecond); b != nil {
+		t.Fatalf("forged response was relayed:\n%s", b)
+	}
+}
