@@ -34,8 +34,8 @@ type Server struct {
 	// wrap(handleRequest), built once.
 	registerFn, requestFn sipgo.RequestHandler
 	// macs sign the branches of statelessly forwarded requests.
-	macs *macPool
-	metrics    *serverMetrics
+	macs    *macPool
+	metrics *serverMetrics
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
 
@@ -418,6 +418,7 @@ func (s *Server) maintain(ctx context.Context) {
 				sweep = now
 				s.loc.expire(now)
 				s.limit.sweep()
+				s.replies.expire(now)
 			}
 			if err := s.flush(); err != nil {
 				s.log.Warn("writing registrations to the store failed; will retry", "err", err)
