@@ -104,6 +104,12 @@ type Description struct {
 	PTime int
 	// Direction is the media direction; "" reads as sendrecv.
 	Direction Direction
+	// Crypto are the a=crypto lines (RFC 4568 SDES keys for SRTP) of the
+	// audio stream, in the order given. An offer lists one per suite its
+	// sender can do; an answer carries the one line it accepted. RTP/SAVP
+	// needs them; on RTP/AVP they are best-effort SRTP (the peer may
+	// ignore them and answer plain RTP).
+	Crypto []Crypto
 	// RTCPMux is a=rtcp-mux (RFC 5761).
 	RTCPMux bool
 	// RTCPPort and RTCPAddress are a=rtcp (RFC 3605): where a peer without
@@ -250,12 +256,30 @@ func (d *Description) ClearICE() {
 // answer to the offer's; other m-lines are rejected in place; ICE is
 // dropped when the offer has none; rtcp-mux is kept only if offered
 // (RFC 5761); a=rtcp is dropped, as our RTCP shares the RTP port.
+//
+// SRTP (RFC 4568): local.Crypto lists our keys, one line per suite we are
+// willing to run; nil means we answer plain RTP only. The answer carries
+// the line SelectCrypto picks (the first usable offered suite we have,
+// under the offer's tag) and no other; a best-effort offer (RTP/AVP with
+// a=crypto) is answered with it too, or plain when we have no keys or no
+// common suite.
+//
 // It fails with ErrNoCommonCodec when the offer has neither PCMU nor
-// PCMA, and with ErrUnsupportedTransport when it needs SRTP or DTLS
-// (respond 488 to either).
+// PCMA, with ErrUnsupportedTransport when it needs SRTP we do not do
+// (no local keys) or DTLS, and with ErrNoCommonCrypto for an RTP/SAVP
+// offer without a suite we share (respond 488 to each).
 func NewAnswer(offer, local *Description) (*Description, error) {
-	if !plainRTP(offer.Proto) {
+	sdes := SDESProto(offer.Proto)
+	if !plainRTP(offer.Proto) && !(sdes && len(local.Crypto) > 0) {
 		return nil, fmt.Errorf("%w: m=audio ... %s", ErrUnsupportedTransport, offer.Proto)
+	}
+	var chosen []Crypto
+	if len(local.Crypto) > 0 {
+		if c, _, ok := SelectCrypto(offer.Crypto, local.Crypto); ok {
+			chosen = []Crypto{c}
+		} else if sdes {
+			return nil, fmt.Errorf("%w: offered %s", ErrNoCommonCrypto, suiteList(offer.Crypto))
+		}
 	}
 	codec, err := Negotiate(offer.Codecs)
 	if err != nil {
@@ -274,6 +298,7 @@ func NewAnswer(offer, local *Description) (*Description, error) {
 		offer.Direction.Answer().Sends() && local.Direction.Sends(),
 		offer.Direction.Answer().Receives() && local.Direction.Receives())
 	ans.Proto = offer.Proto
+	ans.Crypto = chosen
 	ans.RTCPPort, ans.RTCPAddress = 0, ""
 	ans.AudioIndex = offer.AudioIndex
 	ans.Other = slices.Clone(offer.Other)
@@ -297,12 +322,25 @@ func plainRTP(proto string) bool {
 	return false
 }
 
+// suiteList names the suites of lines, for an error message.
+func suiteList(lines []Crypto) string {
+	if len(lines) == 0 {
+		return "no a=crypto line we can read"
+	}
+	names := make([]string, 0, len(lines))
+	for _, c := range lines {
+		names = append(names, c.Suite)
+	}
+	return strings.Join(names, ", ")
+}
+
 func (d *Description) clone() *Description {
 	c := *d
 	c.Codecs = slices.Clone(d.Codecs)
 	c.ICEOptions = slices.Clone(d.ICEOptions)
 	c.Candidates = slices.Clone(d.Candidates)
 	c.Other = slices.Clone(d.Other)
+	c.Crypto = slices.Clone(d.Crypto)
 	return &c
 }
 
@@ -417,6 +455,12 @@ func (d *Description) readMediaAttrs(m *sdp.MediaDescription) error {
 			d.EndOfCandidates = true
 		case "rtcp-mux":
 			d.RTCPMux = true
+		case "crypto":
+			// A line we cannot read is left out, as RFC 4568 §5.1.2
+			// lets an answerer skip lines it does not understand.
+			if c, err := ParseCrypto(a.Value); err == nil {
+				d.Crypto = append(d.Crypto, c)
+			}
 		case "rtcp":
 			d.readRTCP(a.Value)
 		case "ptime":
@@ -539,6 +583,18 @@ func (d *Description) checkValues() error {
 	for _, c := range d.Codecs {
 		vals = append(vals, c.Name, c.Fmtp)
 	}
+	for _, c := range d.Crypto {
+		vals = append(vals, c.Suite)
+		vals = append(vals, c.Params...)
+		if !iceToken(c.Suite) || c.Tag < 0 || c.Tag > maxTag || len(c.Key) == 0 {
+			return fmt.Errorf("%w: a=crypto tag %d suite %q", ErrBadSDP, c.Tag, c.Suite)
+		}
+		for _, p := range c.Params {
+			if !iceToken(p) || p == "" {
+				return fmt.Errorf("%w: a=crypto session parameter %q", ErrBadSDP, p)
+			}
+		}
+	}
 	for _, o := range d.Other {
 		vals = append(vals, o.Media, o.Proto)
 		vals = append(vals, o.Formats...)
@@ -638,6 +694,9 @@ func (d *Description) Marshal() ([]byte, error) {
 	}
 	if d.RTCPMux {
 		audio.Attributes = append(audio.Attributes, sdp.NewPropertyAttribute("rtcp-mux"))
+	}
+	for _, c := range d.Crypto {
+		audio.Attributes = append(audio.Attributes, sdp.NewAttribute("crypto", c.Value()))
 	}
 	if d.HasICE() {
 		audio.Attributes = append(audio.Attributes,
