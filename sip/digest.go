@@ -43,37 +43,55 @@ func ParseCredentials(v string) (Credentials, error) {
 	if !ok || !strings.EqualFold(scheme, "Digest") {
 		return c, fmt.Errorf("%w: scheme is not Digest", ErrMalformedDigest)
 	}
-	params, err := parseAuthParams(rest)
-	if err != nil {
-		return c, err
-	}
-	for k, val := range params {
-		switch k {
+	// Duplicates are refused: a second username or nonce could make the
+	// check and the log name different accounts. seen has a bit per
+	// known name; unknown ones are rare and kept in a slice.
+	var seen uint16
+	var others []string
+	err := eachAuthParam(rest, func(name, val string) error {
+		bit := uint16(0)
+		switch name {
 		case "username":
-			c.Username = val
+			bit, c.Username = 1<<0, val
 		case "realm":
-			c.Realm = val
+			bit, c.Realm = 1<<1, val
 		case "nonce":
-			c.Nonce = val
+			bit, c.Nonce = 1<<2, val
 		case "uri":
-			c.URI = val
+			bit, c.URI = 1<<3, val
 		case "response":
-			c.Response = strings.ToLower(val)
+			bit, c.Response = 1<<4, strings.ToLower(val)
 		case "algorithm":
-			c.Algorithm = strings.ToUpper(val)
+			bit, c.Algorithm = 1<<5, strings.ToUpper(val)
 		case "cnonce":
-			c.CNonce = val
+			bit, c.CNonce = 1<<6, val
 		case "opaque":
-			c.Opaque = val
+			bit, c.Opaque = 1<<7, val
 		case "qop":
-			c.QOP = strings.ToLower(val)
+			bit, c.QOP = 1<<8, strings.ToLower(val)
 		case "nc":
 			n, err := strconv.ParseUint(val, 16, 32)
 			if err != nil || len(val) != 8 {
-				return c, fmt.Errorf("%w: nc %q is not 8 hex digits", ErrMalformedDigest, val)
+				return fmt.Errorf("%w: nc %q is not 8 hex digits", ErrMalformedDigest, val)
 			}
-			c.NC, c.hasNC = uint32(n), true
+			bit, c.NC, c.hasNC = 1<<9, uint32(n), true
+		default:
+			for _, o := range others {
+				if o == name {
+					return fmt.Errorf("%w: duplicate parameter %q", ErrMalformedDigest, name)
+				}
+			}
+			others = append(others, name)
+			return nil
 		}
+		if seen&bit != 0 {
+			return fmt.Errorf("%w: duplicate parameter %q", ErrMalformedDigest, name)
+		}
+		seen |= bit
+		return nil
+	})
+	if err != nil {
+		return Credentials{}, err
 	}
 	if c.Algorithm == "" {
 		c.Algorithm = "MD5"
@@ -98,30 +116,49 @@ func ParseCredentials(v string) (Credentials, error) {
 }
 
 // parseAuthParams parses a comma-separated list of name=value pairs where
-// values are tokens or quoted strings (RFC 7235 auth-param).
+// values are tokens or quoted strings (RFC 7235 auth-param) into a map of
+// lower-case names.
 func parseAuthParams(s string) (map[string]string, error) {
 	out := make(map[string]string, 10)
+	err := eachAuthParam(s, func(name, val string) error {
+		if _, dup := out[name]; dup {
+			return fmt.Errorf("%w: duplicate parameter %q", ErrMalformedDigest, name)
+		}
+		out[name] = val
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachAuthParam calls fn with each name (in lower case) and value (quotes
+// removed, escapes resolved) of an auth-param list, in order, and stops at
+// the first error. Values without escapes are substrings of s, so a usual
+// header costs no allocations.
+func eachAuthParam(s string, fn func(name, val string) error) error {
 	i := 0
 	for {
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == ',' || s[i] == '\r' || s[i] == '\n') {
 			i++
 		}
 		if i >= len(s) {
-			return out, nil
+			return nil
 		}
 		start := i
 		for i < len(s) && isTokenChar(s[i]) {
 			i++
 		}
-		name := strings.ToLower(s[start:i])
+		name := lowerASCII(s[start:i])
 		if name == "" {
-			return nil, fmt.Errorf("%w: expected parameter name at %d", ErrMalformedDigest, i)
+			return fmt.Errorf("%w: expected parameter name at %d", ErrMalformedDigest, i)
 		}
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
 		}
 		if i >= len(s) || s[i] != '=' {
-			return nil, fmt.Errorf("%w: parameter %q has no value", ErrMalformedDigest, name)
+			return fmt.Errorf("%w: parameter %q has no value", ErrMalformedDigest, name)
 		}
 		i++
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
@@ -130,27 +167,23 @@ func parseAuthParams(s string) (map[string]string, error) {
 		var val string
 		if i < len(s) && s[i] == '"' {
 			i++
-			var b strings.Builder
-			closed := false
-			for i < len(s) {
-				ch := s[i]
-				if ch == '\\' && i+1 < len(s) {
-					b.WriteByte(s[i+1])
-					i += 2
-					continue
-				}
-				if ch == '"' {
-					closed = true
+			start := i
+			escaped := false
+			for i < len(s) && s[i] != '"' {
+				if s[i] == '\\' && i+1 < len(s) {
+					escaped = true
 					i++
-					break
 				}
-				b.WriteByte(ch)
 				i++
 			}
-			if !closed {
-				return nil, fmt.Errorf("%w: unterminated quoted value for %q", ErrMalformedDigest, name)
+			if i >= len(s) {
+				return fmt.Errorf("%w: unterminated quoted value for %q", ErrMalformedDigest, name)
 			}
-			val = b.String()
+			val = s[start:i]
+			i++
+			if escaped {
+				val = unescapeQuoted(val)
+			}
 		} else {
 			start := i
 			for i < len(s) && isTokenChar(s[i]) {
@@ -158,17 +191,40 @@ func parseAuthParams(s string) (map[string]string, error) {
 			}
 			val = s[start:i]
 		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("%w: duplicate parameter %q", ErrMalformedDigest, name)
+		if err := fn(name, val); err != nil {
+			return err
 		}
-		out[name] = val
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 			i++
 		}
 		if i < len(s) && s[i] != ',' {
-			return nil, fmt.Errorf("%w: junk after %q", ErrMalformedDigest, name)
+			return fmt.Errorf("%w: junk after %q", ErrMalformedDigest, name)
 		}
 	}
+}
+
+// unescapeQuoted resolves the quoted-pairs of a quoted string's content.
+func unescapeQuoted(v string) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
+// lowerASCII is strings.ToLower for tokens, without allocating when the
+// token is already lower case (the usual case).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
 func isTokenChar(c byte) bool {
@@ -180,35 +236,41 @@ func isTokenChar(c byte) bool {
 }
 
 // digestResponse computes the expected response (RFC 2617 §3.2.2.1,
-// RFC 8760 §2) from the stored HA1.
+// RFC 8760 §2) from the stored HA1 in hex.
 func digestResponse(alg, ha1, method string, c *Credentials) string {
-	var h hash.Hash
-	if alg == "SHA-256" {
-		h = sha256.New()
-	} else {
-		h = md5.New()
-	}
-	h.Write([]byte(method))
-	h.Write([]byte{':'})
-	h.Write([]byte(c.URI))
-	ha2 := hex.EncodeToString(h.Sum(nil))
-	h.Reset()
-	h.Write([]byte(ha1))
-	h.Write([]byte{':'})
-	h.Write([]byte(c.Nonce))
-	h.Write([]byte{':'})
+	return string(appendDigestResponse(nil, alg, []byte(ha1), method, c))
+}
+
+// appendDigestResponse appends the expected response in lower-case hex
+// to dst. It hashes from buffers on the stack, so checking credentials
+// costs no garbage for usual lengths.
+func appendDigestResponse(dst []byte, alg string, ha1 []byte, method string, c *Credentials) []byte {
+	sha := alg == "SHA-256"
+	var buf [512]byte
+	a2 := append(append(append(buf[:0], method...), ':'), c.URI...)
+	var ha2 [64]byte
+	h2 := hashHex(ha2[:0], sha, a2)
+	b := append(append(append(buf[:0], ha1...), ':'), c.Nonce...)
+	b = append(b, ':')
 	if c.QOP == "auth" {
-		var nc [8]byte
-		hex.Encode(nc[:], binary.BigEndian.AppendUint32(nil, c.NC))
-		h.Write(nc[:])
-		h.Write([]byte{':'})
-		h.Write([]byte(c.CNonce))
-		h.Write([]byte{':'})
-		h.Write([]byte("auth"))
-		h.Write([]byte{':'})
+		var nc [4]byte
+		binary.BigEndian.PutUint32(nc[:], c.NC)
+		b = hex.AppendEncode(b, nc[:])
+		b = append(append(b, ':'), c.CNonce...)
+		b = append(b, ":auth:"...)
 	}
-	h.Write([]byte(ha2))
-	return hex.EncodeToString(h.Sum(nil))
+	b = append(b, h2...)
+	return hashHex(dst, sha, b)
+}
+
+// hashHex appends the hex MD5 or SHA-256 of b to dst.
+func hashHex(dst []byte, sha bool, b []byte) []byte {
+	if sha {
+		s := sha256.Sum256(b)
+		return hex.AppendEncode(dst, s[:])
+	}
+	s := md5.Sum(b)
+	return hex.AppendEncode(dst, s[:])
 }
 
 // nonceResult is the verdict on a nonce presented by a client.
@@ -332,22 +394,22 @@ func (k *nonceKeeper) sign(msg, out []byte) {
 // is a retransmission, accepted again (REGISTER and the proxy's
 // authentication are idempotent), while from any other transaction it is
 // a replay.
-func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceResult, func()) {
+func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceResult, nonceUse) {
 	var raw [28]byte
 	if base64.RawURLEncoding.DecodedLen(len(nonce)) != len(raw) {
-		return nonceBad, nil
+		return nonceBad, nonceUse{}
 	}
 	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil || n != len(raw) {
-		return nonceBad, nil
+		return nonceBad, nonceUse{}
 	}
 	var mac [12]byte
 	k.sign(raw[:16], mac[:])
 	if subtle.ConstantTimeCompare(mac[:], raw[16:]) != 1 {
-		return nonceBad, nil
+		return nonceBad, nonceUse{}
 	}
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
 	if k.now().Sub(issued) > k.lifetime {
-		return nonceStale, nil
+		return nonceStale, nonceUse{}
 	}
 	seq := binary.BigEndian.Uint64(raw[8:16])
 	want := c.NC
@@ -369,21 +431,36 @@ func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceRes
 	case !live:
 		// Issued before a restart (the table is not persisted) or pushed
 		// out by half a million newer nonces: ask for a fresh one.
-		return nonceStale, nil
+		return nonceStale, nonceUse{}
 	case retransmission:
 	case (st.nc != 0 && want <= st.nc) || want == 0:
-		return nonceReplay, nil
+		return nonceReplay, nonceUse{}
 	}
-	commit := func() {
-		k.mu.Lock()
-		if k.seq-seq < nonceSlots {
-			if sl := k.slotLocked(seq); want > sl.nc {
-				*sl = nonceSlot{nc: want, txh: h, txAt: nowS}
-			}
+	return nonceOK, nonceUse{k: k, seq: seq, st: nonceSlot{nc: want, txh: h, txAt: nowS}}
+}
+
+// nonceUse is an accepted nonce count, to be recorded by commit once the
+// credentials are found correct.
+type nonceUse struct {
+	k   *nonceKeeper
+	seq uint64
+	st  nonceSlot
+}
+
+// commit records the count as used, unless the nonce has left the window
+// or a higher count was recorded meanwhile.
+func (u nonceUse) commit() {
+	k := u.k
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	if k.seq-u.seq < nonceSlots {
+		if sl := k.slotLocked(u.seq); u.st.nc > sl.nc {
+			*sl = u.st
 		}
-		k.mu.Unlock()
 	}
-	return nonceOK, commit
+	k.mu.Unlock()
 }
 
 // fnv32 is FNV-1a, enough to tell transactions apart in a nonce slot.

@@ -39,9 +39,9 @@ func TestNonceRetransmissionIsNotAReplay(t *testing.T) {
 	nonce := k.issue()
 	cred := func(nc uint32) *Credentials { return &Credentials{QOP: "auth", NC: nc} }
 	use := func(nc uint32, tx string) nonceResult {
-		res, commit := k.check(nonce, cred(nc), tx)
+		res, use := k.check(nonce, cred(nc), tx)
 		if res == nonceOK {
-			commit()
+			use.commit()
 		}
 		return res
 	}

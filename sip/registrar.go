@@ -58,7 +58,7 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		br, _ := via.Params.Get("branch")
 		txID = br + "|" + via.Host + ":" + strconv.Itoa(via.Port)
 	}
-	switch res, commit := s.nonces.check(creds.Nonce, &creds, txID); res {
+	switch res, use := s.nonces.check(creds.Nonce, &creds, txID); res {
 	case nonceStale:
 		challengeWith(true, "")
 		return "", false
@@ -71,7 +71,8 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		challengeWith(false, "nonce count replayed")
 		return "", false
 	default:
-		u, err := s.users.get(creds.Username)
+		// Only the proxy's lookups are cached: see userCache.lookup.
+		u, err := s.users.lookup(creds.Username, hdr == "Proxy-Authorization")
 		if err != nil {
 			s.metrics.authFailures.Inc()
 			if !errors.Is(err, store.ErrNoSuchUser) {
@@ -84,23 +85,22 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
 			return "", false
 		}
-		ha1 := u.HA1MD5
-		if creds.Algorithm == "SHA-256" {
-			ha1 = u.HA1SHA256
-		}
-		if u.Realm != s.cfg.Realm || ha1 == "" {
+		var hexBuf [64]byte
+		ha1 := u.ha1Hex(&hexBuf, creds.Algorithm)
+		if u.realm != s.cfg.Realm || ha1 == nil {
 			s.metrics.authFailures.Inc()
-			s.reply(req, tx, 403, "Forbidden", "account belongs to realm "+u.Realm)
+			s.reply(req, tx, 403, "Forbidden", "account belongs to realm "+u.realm)
 			return "", false
 		}
-		want := digestResponse(creds.Algorithm, ha1, string(req.Method), &creds)
-		if subtle.ConstantTimeCompare([]byte(want), []byte(creds.Response)) != 1 {
+		var wantBuf [64]byte
+		want := appendDigestResponse(wantBuf[:0], creds.Algorithm, ha1, string(req.Method), &creds)
+		if subtle.ConstantTimeCompare(want, []byte(creds.Response)) != 1 {
 			s.metrics.authFailures.Inc()
 			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
 			return "", false
 		}
-		commit()
-		return u.Name, true
+		use.commit()
+		return u.name, true
 	}
 }
 
