@@ -2,9 +2,11 @@ package sip
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 
 	siplib "github.com/emiago/sipgo/sip"
 	"github.com/pion/stun/v4"
@@ -23,18 +25,91 @@ type frontDoor struct {
 	net.PacketConn
 	s      *Server
 	parser *siplib.Parser
+	// toSipgo carries the datagrams that need sipgo's transaction layer
+	// from the readers to sipgo's read loop (ReadFrom). It is closed, and
+	// readErr set, once every reader has stopped.
+	toSipgo chan datagram
+	readErr error
 }
 
-func (f *frontDoor) ReadFrom(b []byte) (int, net.Addr, error) {
+// datagram is one admitted message on its way to sipgo.
+type datagram struct {
+	data *[]byte
+	addr net.Addr
+}
+
+// datagramPool recycles the copies handed to sipgo.
+var datagramPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// toSipgoLen bounds the datagrams waiting for sipgo's read loop; beyond
+// it readers wait, and the socket's own buffer queues.
+const toSipgoLen = 1024
+
+// serve runs n readers on the socket until it is closed; sipgo's read
+// loop then ends too. Several readers let the fast paths (and the parse
+// every datagram gets here) use every CPU, as Kamailio's UDP workers do;
+// like theirs, two datagrams from one source may then be handled out of
+// order, which UDP allows anyway.
+func (f *frontDoor) serve(ctx context.Context, wg *sync.WaitGroup, n int) {
+	f.toSipgo = make(chan datagram, toSipgoLen)
+	var readers sync.WaitGroup
+	var once sync.Once
+	for range n {
+		readers.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer readers.Done()
+			if err := f.read(ctx); err != nil {
+				once.Do(func() { f.readErr = err })
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readers.Wait()
+		close(f.toSipgo)
+	}()
+}
+
+// read is one reader: it admits datagrams (answering or forwarding what
+// the front door handles itself) and passes the rest on to sipgo.
+func (f *frontDoor) read(ctx context.Context) error {
+	buf := make([]byte, siplib.TransportBufferReadSize)
 	for {
-		n, addr, err := f.PacketConn.ReadFrom(b)
+		n, addr, err := f.PacketConn.ReadFrom(buf)
 		if err != nil {
-			return n, addr, err
+			return err
 		}
-		if f.admit(b[:n], addr) {
-			return n, addr, nil
+		if !f.admit(buf[:n], addr) {
+			continue
+		}
+		d := datagramPool.Get().(*[]byte)
+		*d = append((*d)[:0], buf[:n]...)
+		select {
+		case f.toSipgo <- datagram{data: d, addr: addr}:
+		case <-ctx.Done():
+			// sipgo's loop may be gone already; the socket closes next.
+			return ctx.Err()
 		}
 	}
+}
+
+// ReadFrom is sipgo's read loop's view of the socket: only the admitted
+// datagrams that need its transaction layer.
+func (f *frontDoor) ReadFrom(b []byte) (int, net.Addr, error) {
+	d, ok := <-f.toSipgo
+	if !ok {
+		err := f.readErr
+		if err == nil {
+			err = net.ErrClosed
+		}
+		return 0, nil, err
+	}
+	n := copy(b, *d.data)
+	datagramPool.Put(d.data)
+	return n, d.addr, nil
 }
 
 // admit decides whether a datagram goes on to sipgo.

@@ -217,6 +217,7 @@ func (s *Server) Start(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
 	type serveFn func() error
 	var serves []serveFn
+	var doors []*frontDoor
 	fail := func(err error) error {
 		for _, c := range s.closers {
 			c() //nolint:errcheck // unwinding after a failed bind.
@@ -252,6 +253,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.udpLocal[pc.LocalAddr().String()] = la
 			s.udpConns[pc.LocalAddr().String()] = pc
 			fd := &frontDoor{PacketConn: pc, s: s, parser: siplib.NewParser()}
+			doors = append(doors, fd)
 			serves = append(serves, func() error { return s.srv.ServeUDP(fd) })
 		case "tcp", "tls", "ws":
 			ln := l.Listener
@@ -275,6 +277,9 @@ func (s *Server) Start(ctx context.Context) error {
 				serves = append(serves, func() error { return s.srv.ServeWS(ln) })
 			}
 		}
+	}
+	for _, fd := range doors {
+		fd.serve(ctx, &s.wg, runtime.GOMAXPROCS(0))
 	}
 	for _, fn := range serves {
 		s.wg.Add(1)
