@@ -58,6 +58,10 @@ type Config struct {
 	// ICE lets tests and tools tune the ICE sessions; Servers, Policy, Net
 	// and the address filters are filled in from the fields above.
 	ICE ice.Config
+	// SRTP says whether calls encrypt their media (SDES-SRTP); the zero
+	// value is SRTPOptional: offer SRTP, fall back to plain RTP for a peer
+	// without it.
+	SRTP SRTPMode
 	// ConnectTimeout bounds ICE checks at setup. Zero means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration

@@ -13,4 +13,10 @@ var (
 	ErrClosed = errors.New("phone closed")
 	// ErrBadOffer means the peer's SDP could not be used (answered 488).
 	ErrBadOffer = errors.New("unusable SDP from the other phone")
+	// ErrSRTPRequired means the peer offered or answered plain RTP while
+	// this phone requires SRTP (SRTPMandatory).
+	ErrSRTPRequired = errors.New("the other phone does not encrypt its media (no usable a=crypto) and this phone requires SRTP (--srtp mandatory)")
+	// ErrSRTPDowngrade means a re-offer or its answer would turn an
+	// encrypted call into a plain one; we refuse (488) and keep SRTP.
+	ErrSRTPDowngrade = errors.New("refusing to drop SRTP from an encrypted call")
 )

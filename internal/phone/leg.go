@@ -30,6 +30,9 @@ type LegConfig struct {
 	// Jitter, RTCPInterval. Conn, PacketConn, RemoteAddr, Codec and
 	// TelephoneEventPT are set by the Leg from the negotiation.
 	Media media.Config
+	// SRTP says whether media is encrypted; the zero value is
+	// SRTPOptional (see SRTPMode).
+	SRTP SRTPMode
 	// Logger receives the leg's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -62,6 +65,14 @@ type Leg struct {
 	pathLost  func()
 	closed    bool
 	connected bool
+
+	// SRTP state (srtp.go). offered are the a=crypto lines of our last
+	// offer; tx and rx the negotiated keys (nil: plain RTP); proto the
+	// negotiated m= profile; srtp the transform once media runs.
+	offered []ice.Crypto
+	tx, rx  *ice.Crypto
+	proto   string
+	srtp    *media.SRTP
 }
 
 // NewLeg creates a leg. The offerer of the session is controlling.
@@ -128,6 +139,13 @@ func (l *Leg) Offer(ctx context.Context) ([]byte, error) {
 		s.Close()
 		return nil, err
 	}
+	l.mu.Lock()
+	err = l.offerCryptoLocked(d)
+	l.mu.Unlock()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	body, err := d.Marshal()
 	if err != nil {
 		s.Close()
@@ -156,6 +174,9 @@ func (l *Leg) SetAnswer(answer []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.takeCodecLocked(d); err != nil {
+		return err
+	}
+	if err := l.takeAnswerCryptoLocked(d); err != nil {
 		return err
 	}
 	prev := l.remote
@@ -212,6 +233,10 @@ func (l *Leg) PlainOffer() ([]byte, error) {
 	d.Address, d.Port = la.IP.String(), la.Port
 	if l.local != nil {
 		d.SessionID, d.SessionVersion = l.local.SessionID, l.local.SessionVersion+1
+	}
+	// A new transport address: new keys (RFC 4568 §7.1.4).
+	if err := l.offerCryptoLocked(d); err != nil {
+		return nil, err
 	}
 	l.local = d
 	return d.Marshal()
@@ -313,9 +338,16 @@ func (l *Leg) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 		local.ClearICE()
 		l.mu.Unlock()
 	}
+	l.mu.Lock()
+	ours, theirs, err := l.answerCryptoLocked(od, false)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	local.Crypto = ours
 	ans, err := ice.NewAnswer(od, local)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadOffer, err)
 	}
 	body, err := ans.Marshal()
 	if err != nil {
@@ -323,7 +355,11 @@ func (l *Leg) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 	}
 	l.mu.Lock()
 	l.local = ans
+	err = l.takeOwnAnswerLocked(ans, theirs)
 	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return body, nil
 }
 
@@ -382,6 +418,7 @@ func (l *Leg) Connect(ctx context.Context) error {
 		return ErrClosed
 	}
 	s, plain, remote := l.sess, l.plain, l.remote
+	tx, rx := l.tx, l.rx
 	mc := l.cfg.Media
 	mc.Codec, mc.TelephoneEventPT = l.codec, l.tePT
 	if mc.Logger == nil {
@@ -390,6 +427,16 @@ func (l *Leg) Connect(ctx context.Context) error {
 	l.mu.Unlock()
 	if mc.TelephoneEventPT == 0 {
 		mc.TelephoneEventPT = media.DefaultTelephoneEventPT
+	}
+	if tx == nil && l.cfg.SRTP == SRTPMandatory {
+		return ErrSRTPRequired // negotiation lets no such call get here
+	}
+	var sr *media.SRTP
+	if tx != nil {
+		var err error
+		if sr, err = media.NewSRTP(mediaKey(*tx), mediaKey(*rx), mc.Logger); err != nil {
+			return err
+		}
 	}
 	if s != nil {
 		conn, err := s.Connect(ctx)
@@ -400,8 +447,14 @@ func (l *Leg) Connect(ctx context.Context) error {
 			return err
 		}
 		mc.Conn = conn
+		if sr != nil {
+			mc.Conn = sr.Conn(conn)
+		}
 	} else {
 		mc.PacketConn = plain
+		if sr != nil {
+			mc.PacketConn = sr.PacketConn(plain)
+		}
 		if ip := net.ParseIP(remote.Address); ip != nil && !ip.IsUnspecified() && remote.Port > 0 {
 			mc.RemoteAddr = &net.UDPAddr{IP: ip, Port: remote.Port}
 		}
@@ -415,7 +468,13 @@ func (l *Leg) Connect(ctx context.Context) error {
 		return err
 	}
 	l.mu.Lock()
-	l.stream, l.connected = st, true
+	l.stream, l.connected, l.srtp = st, true, sr
+	if sr != nil && (!sameKey(l.tx, tx) || !sameKey(l.rx, rx)) {
+		// A re-offer changed the keys while ICE was still checking.
+		_ = sr.SetLocalKey(mediaKey(*l.tx))
+		_ = sr.SetRemoteKey(mediaKey(*l.rx))
+	}
+	l.log.Info("media protection", "encryption", l.encryptionLocked())
 	if l.closed {
 		l.mu.Unlock()
 		st.Close()
@@ -462,6 +521,15 @@ func (l *Leg) HandleOffer(ctx context.Context, offer []byte) ([]byte, error) {
 		l.mu.Unlock()
 		return nil, err
 	}
+	restart := s != nil && od.HasICE() && prev != nil && (od.Ufrag != prev.Ufrag || od.Pwd != prev.Pwd)
+	if l.plain != nil && prev != nil && (od.Address != prev.Address || od.Port != prev.Port) {
+		restart = true // a new transport address: new keys
+	}
+	ours, theirs, err := l.answerCryptoLocked(od, restart)
+	if err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
 	l.remote = od
 	if l.plain != nil {
 		err := l.pointPlainLocked(od)
@@ -469,10 +537,10 @@ func (l *Leg) HandleOffer(ctx context.Context, offer []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return l.answerWith(od, local)
+		return l.answerWith(od, local, ours, theirs)
 	}
 	l.mu.Unlock()
-	if s != nil && od.HasICE() && prev != nil && (od.Ufrag != prev.Ufrag || od.Pwd != prev.Pwd) {
+	if restart {
 		l.log.Info("peer restarts ICE")
 		loc, err := s.Restart(ctx)
 		if err != nil {
@@ -489,7 +557,7 @@ func (l *Leg) HandleOffer(ctx context.Context, offer []byte) ([]byte, error) {
 		l.mu.Lock()
 		l.restarts++
 		l.mu.Unlock()
-		return l.answerWith(od, nl)
+		return l.answerWith(od, nl, ours, theirs)
 	}
 	if s != nil && od.HasICE() {
 		// Same generation: the peer may list candidates we had not seen.
@@ -497,27 +565,32 @@ func (l *Leg) HandleOffer(ctx context.Context, offer []byte) ([]byte, error) {
 			_ = s.AddRemoteCandidate(c)
 		}
 	}
-	return l.answerWith(od, local)
+	return l.answerWith(od, local, ours, theirs)
 }
 
 // answerWith derives the answer to offer from our local description and
-// remembers it. mu must not be held.
-func (l *Leg) answerWith(offer, local *ice.Description) ([]byte, error) {
+// the crypto lines answerCryptoLocked chose, and remembers both. mu must
+// not be held.
+func (l *Leg) answerWith(offer, local *ice.Description, ours []ice.Crypto, theirs *ice.Crypto) ([]byte, error) {
 	base := *local
 	base.Codecs = ice.NewAudio().Codecs
 	base.TelephoneEvent = ice.TelephoneEventPT
 	base.Direction = ice.SendRecv
+	base.Crypto = ours
 	ans, err := ice.NewAnswer(offer, &base)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadOffer, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadOffer, err)
 	}
 	body, err := ans.Marshal()
 	if err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.local = ans
-	l.mu.Unlock()
+	if err := l.takeOwnAnswerLocked(ans, theirs); err != nil {
+		return nil, err
+	}
 	return body, nil
 }
 
@@ -537,6 +610,14 @@ func (l *Leg) Restart(ctx context.Context) ([]byte, error) {
 	d := ice.NewAudio()
 	d.SessionID, d.SessionVersion = local.SessionID, local.SessionVersion+1
 	if err := d.SetICE(loc); err != nil {
+		return nil, err
+	}
+	// New transport addresses, new keys (RFC 4568 §7.1.4); the answer
+	// switches both directions over (SetAnswer).
+	l.mu.Lock()
+	err = l.offerCryptoLocked(d)
+	l.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	body, err := d.Marshal()
@@ -622,6 +703,13 @@ func (l *Leg) HoldOffer(hold bool) ([]byte, error) {
 	d.Direction = ice.SendRecv
 	if hold {
 		d.Direction = ice.SendOnly
+	}
+	// Same transport, same keys: offer the line in use (RFC 4568
+	// §7.1.4), so the peer keeps its crypto context.
+	d.Crypto, l.offered = nil, nil
+	if l.tx != nil {
+		d.Crypto = []ice.Crypto{*l.tx}
+		l.offered = d.Crypto
 	}
 	body, err := d.Marshal()
 	if err != nil {

@@ -99,6 +99,7 @@ func (p *Phone) NewLeg(opts MediaOptions, controlling bool) (*Leg, error) {
 		LocalIP: p.cfg.LocalIP,
 		Net:     p.cfg.Net,
 		Media:   media.Config{Source: src, Sink: opts.Sink, OnDTMF: opts.OnDTMF},
+		SRTP:    p.cfg.SRTP,
 		Logger:  p.log,
 	}, controlling), nil
 }
@@ -128,7 +129,7 @@ func (p *Phone) Call(ctx context.Context, target string, opts MediaOptions) (*Ca
 	})
 	if err != nil {
 		leg.Close()
-		return nil, err
+		return nil, p.explain488(err)
 	}
 	c := p.newCall(sc, leg, start)
 	if err := leg.SetAnswer(sc.RemoteSDP()); err != nil {
@@ -207,9 +208,14 @@ func (p *Phone) answerOne(ctx context.Context, opts MediaOptions) (*Call, error)
 	answer, err := leg.Answer(ctx, ic.Offer())
 	if err != nil {
 		leg.Close()
-		if errors.Is(err, ErrBadOffer) {
+		switch {
+		case errors.Is(err, ErrSRTPRequired):
+			ic.Reject(488, "Not Acceptable Here (SRTP required)")
+		case errors.Is(err, ice.ErrUnsupportedTransport) && p.cfg.SRTP == SRTPOff:
+			ic.Reject(488, "Not Acceptable Here (SRTP turned off)")
+		case errors.Is(err, ErrBadOffer):
 			ic.Reject(488, "Not Acceptable Here") // their SDP
-		} else {
+		default:
 			ic.Reject(503, "Service Unavailable") // our side: no candidates, no socket
 		}
 		return nil, fmt.Errorf("call from %s: %w", ic.From(), err)
@@ -276,6 +282,22 @@ func (p *Phone) Close() error {
 		cancel()
 	}
 	return p.ua.Close()
+}
+
+// explain488 adds what a 488 to our INVITE most likely means given our
+// SRTP setting: the other phone refuses what we offered.
+func (p *Phone) explain488(err error) error {
+	var se *ua.StatusError
+	if !errors.As(err, &se) || se.Code != 488 {
+		return err
+	}
+	switch p.cfg.SRTP {
+	case SRTPMandatory:
+		return fmt.Errorf("%w (we offered only SRTP-encrypted media, RTP/SAVP, because of --srtp mandatory; the other phone does not take it)", err)
+	case SRTPOff:
+		return fmt.Errorf("%w (we offered unencrypted media because of --srtp off; the other phone may require SRTP)", err)
+	}
+	return fmt.Errorf("%w (the other phone took neither our codecs, PCMU/PCMA, nor our media transport)", err)
 }
 
 // routeOf maps a leg's route to the stats' fields.

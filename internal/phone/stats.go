@@ -29,7 +29,10 @@ type Stats struct {
 	CallID    string  `json:"call_id,omitempty"`
 	Direction string  `json:"direction,omitempty"`
 	DurationS float64 `json:"duration_s,omitempty"`
+	// Encryption is "srtp SUITE" when media is SRTP, else "none".
+	Encryption string `json:"media_encryption"`
 	media.Stats
+	media.SRTPStats
 }
 
 // sessState reports the ICE state (StateConnected for a plain leg).
@@ -76,6 +79,10 @@ func (l *Leg) Stats() Stats {
 	}
 	l.mu.Lock()
 	st.ICERestarts = l.restarts
+	st.Encryption = l.encryptionLocked()
+	if l.srtp != nil {
+		st.SRTPStats = l.srtp.Stats()
+	}
 	l.mu.Unlock()
 	return st
 }
