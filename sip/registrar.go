@@ -23,11 +23,11 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 	}
 	challengeWith := func(stale bool, why string) {
 		nonce := s.nonces.issue()
-		hs := make([]siplib.Header, 0, len(s.cfg.Algorithms))
+		hs := make([]hdrLine, 0, 2)
 		for _, alg := range s.cfg.Algorithms {
-			hs = append(hs, siplib.NewHeader(chName, challenge(s.cfg.Realm, nonce, alg, stale)))
+			hs = append(hs, hdrLine{chName, challenge(s.cfg.Realm, nonce, alg, stale)})
 		}
-		s.reply(req, tx, code, phrase, why, hs...)
+		s.answer(req, tx, code, phrase, why, hs...)
 	}
 	var creds Credentials
 	var found bool
@@ -35,7 +35,7 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		c, err := ParseCredentials(h.Value())
 		if err != nil {
 			s.metrics.authFailures.Inc()
-			s.reply(req, tx, 400, "Bad Request", hdr+": "+err.Error())
+			s.answer(req, tx, 400, "Bad Request", hdr+": "+err.Error())
 			return "", false
 		}
 		// A request may carry credentials for several realms (one per
@@ -77,31 +77,57 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 			s.metrics.authFailures.Inc()
 			if !errors.Is(err, store.ErrNoSuchUser) {
 				s.log.Warn("user lookup failed", "user", creds.Username, "err", err)
-				s.reply(req, tx, 500, "Server Internal Error", "account store unavailable")
+				s.answer(req, tx, 500, "Server Internal Error", "account store unavailable")
 				return "", false
 			}
 			// Same answer as a wrong password: which names exist is
 			// nobody's business.
-			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
+			s.answer(req, tx, 403, "Forbidden", "wrong user name or password")
 			return "", false
 		}
 		var hexBuf [64]byte
 		ha1 := u.ha1Hex(&hexBuf, creds.Algorithm)
 		if u.realm != s.cfg.Realm || ha1 == nil {
 			s.metrics.authFailures.Inc()
-			s.reply(req, tx, 403, "Forbidden", "account belongs to realm "+u.realm)
+			s.answer(req, tx, 403, "Forbidden", "account belongs to realm "+u.realm)
 			return "", false
 		}
 		var wantBuf [64]byte
 		want := appendDigestResponse(wantBuf[:0], creds.Algorithm, ha1, string(req.Method), &creds)
 		if subtle.ConstantTimeCompare(want, []byte(creds.Response)) != 1 {
 			s.metrics.authFailures.Inc()
-			s.reply(req, tx, 403, "Forbidden", "wrong user name or password")
+			s.answer(req, tx, 403, "Forbidden", "wrong user name or password")
 			return "", false
 		}
 		use.commit()
 		return u.name, true
 	}
+}
+
+// hdrLine is one header line of an answer.
+type hdrLine struct{ name, value string }
+
+// answer replies like Server.reply. On the stateless UDP path it writes
+// the response straight into a pooled buffer (see rawAnswer); otherwise
+// it builds a sipgo Response for the transaction.
+func (s *Server) answer(req *siplib.Request, tx siplib.ServerTransaction, code int, phrase, why string, extra ...hdrLine) {
+	st, ok := tx.(*statelessTx)
+	if !ok {
+		hs := make([]siplib.Header, len(extra))
+		for i, h := range extra {
+			hs[i] = siplib.NewHeader(h.name, h.value)
+		}
+		s.reply(req, tx, code, phrase, why, hs...)
+		return
+	}
+	a := startRawAnswer(req, code, phrase)
+	for _, h := range extra {
+		a.header(h.name, h.value)
+	}
+	if err := st.sendRaw(a.finish(why, s.cfg.UserAgent), code >= 200); err != nil {
+		s.log.Debug("respond failed", "status", code, "err", err)
+	}
+	a.release()
 }
 
 func (s *Server) offers(alg string) bool {
@@ -117,7 +143,7 @@ func (s *Server) offers(alg string) bool {
 func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction) {
 	aor := req.To().Address.User
 	if aor == "" {
-		s.reply(req, tx, 404, "Not Found", "To has no user part")
+		s.answer(req, tx, 404, "Not Found", "To has no user part")
 		return
 	}
 	user, ok := s.authenticate(req, tx, "Authorization")
@@ -126,7 +152,7 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 	}
 	if user != aor {
 		s.metrics.authFailures.Inc()
-		s.reply(req, tx, 403, "Forbidden", user+" may not register "+aor)
+		s.answer(req, tx, 403, "Forbidden", user+" may not register "+aor)
 		return
 	}
 
@@ -135,7 +161,7 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 	if h := req.GetHeader("Expires"); h != nil {
 		n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || n < 0 {
-			s.reply(req, tx, 400, "Bad Request", "bad Expires header")
+			s.answer(req, tx, 400, "Bad Request", "bad Expires header")
 			return
 		}
 		defExpires = n
@@ -150,7 +176,7 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 	for _, h := range req.GetHeaders("Contact") {
 		c, ok := h.(*siplib.ContactHeader)
 		if !ok {
-			s.reply(req, tx, 400, "Bad Request", "unreadable Contact")
+			s.answer(req, tx, 400, "Bad Request", "unreadable Contact")
 			return
 		}
 		if c.Address.Wildcard {
@@ -161,13 +187,13 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 		if v, ok := c.Params.Get("expires"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				s.reply(req, tx, 400, "Bad Request", "bad expires parameter in Contact")
+				s.answer(req, tx, 400, "Bad Request", "bad expires parameter in Contact")
 				return
 			}
 			exp = n
 		}
 		if exp > 0 && exp < s.cfg.MinExpires {
-			s.reply(req, tx, 423, "Interval Too Brief", "", siplib.NewHeader("Min-Expires", strconv.Itoa(s.cfg.MinExpires)))
+			s.answer(req, tx, 423, "Interval Too Brief", "", hdrLine{"Min-Expires", strconv.Itoa(s.cfg.MinExpires)})
 			return
 		}
 		exp = min(exp, s.cfg.MaxExpires)
@@ -175,13 +201,13 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 		if v, ok := c.Params.Get("q"); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f < 0 || f > 1 {
-				s.reply(req, tx, 400, "Bad Request", "q must be between 0 and 1")
+				s.answer(req, tx, 400, "Bad Request", "q must be between 0 and 1")
 				return
 			}
 			q = f
 		}
 		if c.Address.Host == "" {
-			s.reply(req, tx, 400, "Bad Request", "Contact has no host")
+			s.answer(req, tx, 400, "Bad Request", "Contact has no host")
 			return
 		}
 		inst, _ := c.Params.Get("+sip.instance")
@@ -201,7 +227,7 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 	}
 	if wildcard && (len(changes) > 0 || defExpires != 0) {
 		// RFC 3261 §10.3 step 6.
-		s.reply(req, tx, 400, "Bad Request", "Contact: * must be alone and with Expires: 0")
+		s.answer(req, tx, 400, "Bad Request", "Contact: * must be alone and with Expires: 0")
 		return
 	}
 
@@ -272,6 +298,29 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 		s.log.Debug("out-of-order REGISTER left bindings unchanged", "aor", aor, "cseq", cseq)
 	}
 
+	if st, ok := tx.(*statelessTx); ok {
+		a := startRawAnswer(req, 200, "OK")
+		for i := range current {
+			b := &current[i]
+			a.b = append(a.b, "Contact: <"...)
+			a.b = append(a.b, b.Contact...)
+			a.b = append(a.b, ">;expires="...)
+			a.b = strconv.AppendInt(a.b, int64(max(0, int(b.Expires.Sub(now).Round(time.Second)/time.Second))), 10)
+			if b.Q != 1 {
+				a.b = append(a.b, ";q="...)
+				a.b = strconv.AppendFloat(a.b, b.Q, 'f', -1, 64)
+			}
+			a.b = append(a.b, "\r\n"...)
+		}
+		a.b = append(a.b, "Date: "...)
+		a.b = now.UTC().AppendFormat(a.b, "Mon, 02 Jan 2006 15:04:05 GMT")
+		a.b = append(a.b, "\r\n"...)
+		if err := st.sendRaw(a.finish("", s.cfg.UserAgent), true); err != nil {
+			s.log.Debug("respond failed", "status", 200, "err", err)
+		}
+		a.release()
+		return
+	}
 	res := siplib.NewResponseFromRequest(req, 200, "OK", nil)
 	for _, b := range current {
 		var c siplib.ContactHeader

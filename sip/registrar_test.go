@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,59 @@ Max-Forwards: 70
 	res = reg("z9hG4bK-55555", auth3)
 	if res.StatusCode != 401 || !strings.Contains(res.GetHeader("WWW-Authenticate").Value(), "stale=true") {
 		t.Fatalf("expired nonce: got %d %v, want 401 with stale=true", res.StatusCode, res.GetHeader("WWW-Authenticate"))
+	}
+}
+
+func TestStatelessAnswersCopyTheTransactionHeaders(t *testing.T) {
+	ts := startServer(t, map[string]string{"alice": "apw"}, nil)
+	ua := newUDPUA(t, ts.udp, "alice", "apw")
+	req := func(branch, auth string) *siplib.Response {
+		ua.send(fmt.Sprintf(`REGISTER sip:%s SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=%s;rport
+Via: SIP/2.0/UDP 198.51.100.1:5070;branch=z9hG4bK-second
+From: "Alice" <sip:alice@punchline>;tag=from1
+To: <sip:alice@punchline>
+Call-ID: stateless-1
+CSeq: %d REGISTER
+Contact: <sip:alice@10.1.1.1:5062;transport=udp>;q=0.5
+Max-Forwards: 70
+%sContent-Length: 0
+
+`, ts.udp, branch, len(auth)+1, auth))
+		return ua.expectResponse(3 * time.Second)
+	}
+	res := req("z9hG4bK-s1", "")
+	if res.StatusCode != 401 {
+		t.Fatalf("got %d, want 401", res.StatusCode)
+	}
+	vias := res.GetHeaders("Via")
+	if len(vias) != 2 || !strings.Contains(vias[0].Value(), "rport="+strconv.Itoa(ua.port())) ||
+		!strings.Contains(vias[0].Value(), "received=127.0.0.1") || !strings.Contains(vias[1].Value(), "z9hG4bK-second") {
+		t.Fatalf("Vias %v: want both, the top one with rport and received filled", vias)
+	}
+	tag1, _ := res.To().Params.Get("tag")
+	if f, _ := res.From().Params.Get("tag"); f != "from1" || tag1 == "" || res.CallID().Value() != "stateless-1" || res.CSeq().SeqNo != 1 {
+		t.Fatalf("From tag %q, To tag %q, Call-ID %q, CSeq %v", f, tag1, res.CallID().Value(), res.CSeq())
+	}
+	if h := res.GetHeader("Server"); h == nil || h.Value() != "punchline" {
+		t.Fatalf("Server %v", h)
+	}
+	// The retransmission is answered again (not from a cache), with a
+	// fresh nonce but the same To tag.
+	res2 := req("z9hG4bK-s1", "")
+	if tag2, _ := res2.To().Params.Get("tag"); res2.StatusCode != 401 || tag2 != tag1 {
+		t.Fatalf("retransmission: %d with To tag %q, want 401 with %q", res2.StatusCode, tag2, tag1)
+	}
+	nonce := challengeFor(t, res2, "MD5")
+	auth := "Authorization: " + digestAuth("alice", "apw", "punchline", "REGISTER", "sip:"+ts.udp, nonce, "MD5", 1) + "\n"
+	ok := req("z9hG4bK-s2", auth)
+	if ok.StatusCode != 200 {
+		t.Fatalf("got %d, want 200", ok.StatusCode)
+	}
+	if got := contactsOf(ok); len(got) != 1 || got["sip:alice@10.1.1.1:5062;transport=udp"] != "3600/0.5" {
+		t.Fatalf("200 contacts %v, want the one with expires 3600 and q 0.5", got)
+	}
+	if ok.GetHeader("Date") == nil || ok.ContentLength() == nil || *ok.ContentLength() != 0 {
+		t.Fatal("200 without Date or Content-Length: 0")
 	}
 }

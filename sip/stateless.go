@@ -221,3 +221,128 @@ func (s *Server) registrarWorker(ctx context.Context) {
 		}
 	}
 }
+
+// rawAnswer is a response written straight into a byte buffer from the
+// request's parsed headers, for answers sent on a statelessTx: the
+// registrar's 401s and 200s are most of its output, and building sipgo
+// Response objects (header clones, a random To tag, then rendering) cost
+// more than the rest of the answer together.
+type rawAnswer struct {
+	b []byte
+}
+
+// WriteString lets sipgo's header writers render into the buffer.
+func (a *rawAnswer) WriteString(s string) (int, error) {
+	a.b = append(a.b, s...)
+	return len(s), nil
+}
+
+var rawAnswers = sync.Pool{New: func() any { return &rawAnswer{b: make([]byte, 0, 1024)} }}
+
+// startRawAnswer begins a response to req: status line, the Vias, From,
+// To (with a tag when the request had none), Call-ID and CSeq (RFC 3261
+// §8.2.6.2). The caller appends further header lines and ends it with
+// finish.
+func startRawAnswer(req *siplib.Request, code int, phrase string) *rawAnswer {
+	a := rawAnswers.Get().(*rawAnswer)
+	a.b = append(a.b[:0], "SIP/2.0 "...)
+	a.b = strconv.AppendInt(a.b, int64(code), 10)
+	a.b = append(a.b, ' ')
+	a.b = append(a.b, phrase...)
+	a.b = append(a.b, "\r\n"...)
+	for _, h := range req.GetHeaders("Via") {
+		h.StringWrite(a)
+		a.b = append(a.b, "\r\n"...)
+	}
+	if h := req.From(); h != nil {
+		h.StringWrite(a)
+		a.b = append(a.b, "\r\n"...)
+	}
+	if h := req.To(); h != nil {
+		h.StringWrite(a)
+		if !h.Params.Has("tag") {
+			// Stateless answers carry a tag derived from the request, as
+			// Kamailio's sl does, so that a retransmission's answer has
+			// the same one (RFC 3261 §8.2.6.2).
+			a.b = append(a.b, ";tag=pl"...)
+			a.b = strconv.AppendUint(a.b, uint64(statelessTag(req)), 36)
+		}
+		a.b = append(a.b, "\r\n"...)
+	}
+	if h := req.CallID(); h != nil {
+		h.StringWrite(a)
+		a.b = append(a.b, "\r\n"...)
+	}
+	if h := req.CSeq(); h != nil {
+		h.StringWrite(a)
+		a.b = append(a.b, "\r\n"...)
+	}
+	return a
+}
+
+// statelessTag is a hash of what identifies a request's transaction.
+func statelessTag(req *siplib.Request) uint32 {
+	h := uint32(2166136261)
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint32(s[i])
+			h *= 16777619
+		}
+		h ^= '|'
+		h *= 16777619
+	}
+	if c := req.CallID(); c != nil {
+		mix(string(*c))
+	}
+	if f := req.From(); f != nil {
+		tag, _ := f.Params.Get("tag")
+		mix(tag)
+	}
+	if v := req.Via(); v != nil {
+		br, _ := v.Params.Get("branch")
+		mix(br)
+	}
+	return h
+}
+
+// header appends one header line.
+func (a *rawAnswer) header(name, value string) {
+	a.b = append(a.b, name...)
+	a.b = append(a.b, ": "...)
+	a.b = append(a.b, value...)
+	a.b = append(a.b, "\r\n"...)
+}
+
+// finish adds the Warning (when why is set), Server and Content-Length
+// headers and the empty line.
+func (a *rawAnswer) finish(why, server string) []byte {
+	if why != "" {
+		a.b = append(a.b, `Warning: 399 punchline "`...)
+		a.b = append(a.b, sanitizeWarning(why)...)
+		a.b = append(a.b, "\"\r\n"...)
+	}
+	a.b = append(a.b, "Server: "...)
+	a.b = append(a.b, server...)
+	a.b = append(a.b, "\r\nContent-Length: 0\r\n\r\n"...)
+	return a.b
+}
+
+// release returns the buffer to the pool.
+func (a *rawAnswer) release() {
+	if cap(a.b) <= 8192 {
+		rawAnswers.Put(a)
+	}
+}
+
+// sendRaw sends a complete final or provisional answer, as Respond does
+// for a sipgo Response.
+func (t *statelessTx) sendRaw(b []byte, final bool) error {
+	if final {
+		if t.key != "" {
+			t.fd.s.replies.put(t.key, append([]byte(nil), b...), time.Now())
+		}
+		t.Terminate()
+	}
+	_, err := t.fd.PacketConn.WriteTo(b, t.dest)
+	return err
+}
