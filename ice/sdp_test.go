@@ -53,6 +53,15 @@ var samples = []sampleWant{
 	{file: "plain-phone-hold.sdp", addr: "192.168.20.77", port: 11780, te: 101, dir: ice.SendOnly, codec: "PCMA"},
 	{file: "sipp-offer.sdp", addr: "127.0.0.1", port: 6000, dir: ice.SendRecv, codec: "PCMU"},
 	{file: "video-and-audio-offer.sdp", addr: "10.1.1.9", port: 7078, te: 101, dir: ice.Inactive, codec: "PCMA", others: 1},
+	// SDES-SRTP offers (a=crypto; see crypto_test.go for their answers).
+	{file: "baresip-srtp-offer.sdp", hasICE: true, ufrag: "Pq7e", pwd: "Lm3n8bVc1xZa6sDf0gHj4kQw", candidates: 2,
+		addr: "198.51.100.31", port: 16490, defaultMatches: true, te: 101, rtcpMux: true, dir: ice.SendRecv, codec: "PCMU"},
+	{file: "baresip-srtp-mand-offer.sdp", addr: "192.168.178.31", port: 16496, te: 101, rtcpMux: true, dir: ice.SendRecv, codec: "PCMU"},
+	{file: "linphone-srtp-offer.sdp", hasICE: true, ufrag: "7d31c0ae", pwd: "1be07a4c2d9f63e85a0b71c4", candidates: 4,
+		addr: "203.0.113.92", port: 7078, defaultMatches: true, te: 100, dir: ice.SendRecv, codec: "PCMU"},
+	{file: "pjsip-srtp-optional-offer.sdp", hasICE: true, ufrag: "5bd20f9e", pwd: "2c7e0a41d93f86b5", candidates: 4,
+		addr: "192.0.2.140", port: 4012, defaultMatches: true, te: 96, dir: ice.SendRecv, codec: "PCMU"},
+	{file: "sdes-offer-unusual-lines.sdp", addr: "172.16.8.40", port: 4010, te: 96, dir: ice.SendRecv, codec: "PCMU"},
 }
 
 func TestParseSoftphoneSamples(t *testing.T) {
@@ -136,6 +145,18 @@ func TestSamplesRoundTrip(t *testing.T) {
 			}
 			if !slices.Equal(d.Candidates, d2.Candidates) {
 				t.Errorf("candidates changed:\n%q\n%q", d.Candidates, d2.Candidates)
+			}
+			if len(d.Crypto) != len(d2.Crypto) {
+				t.Errorf("%d a=crypto lines became %d", len(d.Crypto), len(d2.Crypto))
+			} else {
+				for i := range d.Crypto {
+					if d.Crypto[i].Value() != d2.Crypto[i].Value() {
+						t.Errorf("a=crypto %d changed: %v -> %v", i, d.Crypto[i], d2.Crypto[i])
+					}
+				}
+			}
+			if d.Proto != d2.Proto {
+				t.Errorf("m= profile %s became %s", d.Proto, d2.Proto)
 			}
 			if d.RTCPPort != d2.RTCPPort || d.RTCPAddress != d2.RTCPAddress {
 				t.Errorf("a=rtcp changed: %d %q -> %d %q", d.RTCPPort, d.RTCPAddress, d2.RTCPPort, d2.RTCPAddress)
