@@ -32,6 +32,7 @@ type phoneFlags struct {
 	keepalive                                time.Duration
 	logLevel                                 string
 	dtmf                                     string
+	srtp                                     string
 }
 
 func bindPhoneFlags(fs *flag.FlagSet, f *phoneFlags) {
@@ -55,6 +56,7 @@ func bindPhoneFlags(fs *flag.FlagSet, f *phoneFlags) {
 	fs.DurationVar(&f.keepalive, "keepalive", 0, "SIP NAT keepalive period when idle (default 25s)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.StringVar(&f.dtmf, "dtmf", "", "--call: send these DTMF digits (RFC 4733) once media flows")
+	fs.StringVar(&f.srtp, "srtp", "optional", "media encryption (SDES-SRTP): optional (offer it, fall back to plain RTP), mandatory (refuse plain RTP with 488) or off")
 }
 
 // phoneConfig turns the flags into the engine's Config.
@@ -65,6 +67,9 @@ func (f *phoneFlags) phoneConfig(log *slog.Logger) (phone.Config, error) {
 	}
 	var err error
 	if cfg.ICEPolicy, err = ice.ParsePolicy(f.icePolicy); err != nil {
+		return cfg, err
+	}
+	if cfg.SRTP, err = phone.ParseSRTPMode(f.srtp); err != nil {
 		return cfg, err
 	}
 	serverList := func(v string) []string {
@@ -200,7 +205,7 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	st := call.Stats()
-	fmt.Fprintf(stderr, "connected with %s: %s (%s/%s)\n", call.Peer(), routeWord(st.Route, st.ICE), st.LocalCandidateType, st.RemoteCandidateType)
+	fmt.Fprintf(stderr, "connected with %s: %s (%s/%s), media: %s\n", call.Peer(), routeWord(st.Route, st.ICE), st.LocalCandidateType, st.RemoteCandidateType, mediaWord(st.Encryption))
 
 	dtmfDone := make(chan struct{})
 	if f.dtmf != "" {
@@ -279,6 +284,10 @@ loop:
 	fmt.Fprintf(stderr, "call: %s, setup %.0f ms, sent %d, received %d packets, loss %.1f%%, jitter %.1f ms, rtt %.1f ms, MOS %.2f\n",
 		routeWord(final.Route, final.ICE), final.SetupMs, final.PacketsSent, final.PacketsReceived,
 		100*final.LossFraction, final.JitterMs, final.RTTMs, final.MOS)
+	fmt.Fprintf(stderr, "media: %s\n", mediaWord(final.Encryption))
+	if final.AuthFailures+final.Replays > 0 {
+		fmt.Fprintf(stderr, "srtp: dropped %d packets that failed authentication and %d replays\n", final.AuthFailures, final.Replays)
+	}
 	if f.statsJSON != "" {
 		if err := writeStats(f.statsJSON, stdout, final); err != nil {
 			return err
@@ -302,6 +311,15 @@ func routeWord(route string, ice bool) string {
 		return route + " (peer without ICE)"
 	}
 	return route
+}
+
+// mediaWord says how the media is protected: "srtp SUITE" or
+// "unencrypted RTP".
+func mediaWord(enc string) string {
+	if enc == "" || enc == "none" {
+		return "unencrypted RTP"
+	}
+	return enc
 }
 
 func fmtElapsed(s float64) string {
