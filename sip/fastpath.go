@@ -211,6 +211,20 @@ func (f *frontDoor) forwardStateless(req *siplib.Request, ua *net.UDPAddr) bool 
 	if r == nil || r.Address.User == "" || !s.isOurs(&r.Address) {
 		return false
 	}
+	if req.Method != siplib.ACK {
+		// A retransmission of a request whose final response we already
+		// relayed gets that response again from here, as from a
+		// stateful proxy's completed transaction (§17.2.2): the response
+		// may have been lost on its way back, and the far end may have
+		// finished with the request (a UAS that answered a BYE has ended
+		// the dialog).
+		if key := txKey(req); key != "" {
+			if b, ok := s.replies.get(key); ok && b != nil {
+				f.PacketConn.WriteTo(b, responseAddr(req, ua)) //nolint:errcheck // the client retransmits again.
+				return true
+			}
+		}
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return false
 	}
@@ -272,7 +286,7 @@ func (f *frontDoor) forwardStateless(req *siplib.Request, ua *net.UDPAddr) bool 
 	via.Params.Add("branch", s.macs.branchFor(req.Via()))
 	via.Params.Add("rport", "")
 	req.PrependHeader(via)
-	f.send(pc, req, net.UDPAddrFromAddrPort(dst))
+	f.send(pc, req, net.UDPAddrFromAddrPort(dst), false)
 	return true
 }
 
@@ -314,19 +328,35 @@ func (f *frontDoor) relayStatelessReply(res *siplib.Response) bool {
 	if err != nil {
 		return true
 	}
-	f.send(f.PacketConn, res, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	cseq := res.CSeq()
+	keep := res.StatusCode >= 200 && cseq != nil && cseq.MethodName != siplib.INVITE && cseq.MethodName != siplib.ACK
+	b := f.send(f.PacketConn, res, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), keep)
+	if keep {
+		// Keep the final response for retransmissions of the request,
+		// under the request's own transaction key (see forwardStateless).
+		if cb, ok := next.Params.Get("branch"); ok && strings.HasPrefix(cb, siplib.RFC3261BranchMagicCookie) && len(cb) > len(siplib.RFC3261BranchMagicCookie) {
+			key := cb + "|" + next.Host + "|" + strconv.Itoa(next.Port) + "|" + string(cseq.MethodName)
+			s.replies.put(key, b, time.Now())
+		}
+	}
 	return true
 }
 
-// send renders a message into a pooled buffer and writes it to dst.
-func (f *frontDoor) send(pc net.PacketConn, msg siplib.Message, dst *net.UDPAddr) {
+// send renders a message and writes it to dst; with keep it returns a
+// copy of the bytes sent.
+func (f *frontDoor) send(pc net.PacketConn, msg siplib.Message, dst *net.UDPAddr, keep bool) []byte {
 	b := bufPool.Get().(*bytes.Buffer)
 	b.Reset()
 	msg.StringWrite(b)
 	if _, err := pc.WriteTo(b.Bytes(), dst); err != nil {
 		f.s.log.Debug("stateless send failed", "to", dst.String(), "err", err)
 	}
+	var out []byte
+	if keep {
+		out = append([]byte(nil), b.Bytes()...)
+	}
 	if b.Cap() <= 64<<10 {
 		bufPool.Put(b)
 	}
+	return out
 }

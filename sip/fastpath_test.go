@@ -187,6 +187,16 @@ func TestInDialogRequestsAreForwardedStatelesslyToTheNATFlow(t *testing.T) {
 	if n := len(res.GetHeaders("Via")); n != 1 {
 		t.Errorf("response to alice has %d Vias, want only hers", n)
 	}
+	// Bob has ended the dialog; when alice's copy of the 200 is lost and
+	// she retransmits, the proxy answers with the 200 it relayed, as a
+	// stateful proxy's completed transaction would, and bob sees nothing.
+	alice.send(bye)
+	if r := alice.expectResponse(3 * time.Second); r.StatusCode != 200 || r.CSeq().MethodName != siplib.BYE {
+		t.Fatalf("retransmitted BYE after the 200: alice got %d for %v", r.StatusCode, r.CSeq())
+	}
+	if b := recvRaw(t, bob.pc, 200*time.Millisecond); b != nil {
+		t.Fatalf("a BYE retransmitted after the 200 reached bob:\n%s", b)
+	}
 	if d := metricValue(t, ts.metrics.transactions.WithLabelValues("BYE")) - txBefore; d != 2 {
 		t.Errorf("BYE counted %v times, want 2 (original and retransmission)", d)
 	}
