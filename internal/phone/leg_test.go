@@ -215,6 +215,16 @@ func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
 	if a.UsesICE() || b.UsesICE() {
 		t.Error("a leg still uses ICE")
 	}
+	// The plain sockets carry SRTP all the same: the re-offer had fresh
+	// keys, and what arrives decrypts.
+	waitForLeg(t, 10*time.Second, "SRTP both ways", func() bool {
+		return a.Stats().Unprotected > 0 && b.Stats().Unprotected > 0
+	})
+	for name, l := range map[string]*Leg{"offerer": a, "answerer": b} {
+		if st := l.Stats(); !strings.HasPrefix(st.Encryption, "srtp ") || st.Unprotected == 0 || st.AuthFailures != 0 {
+			t.Errorf("%s over plain sockets: %q, %+v", name, st.Encryption, st.SRTPStats)
+		}
+	}
 	if ri, ok := a.Route(); !ok || ri.Route != ice.RouteDirect {
 		t.Errorf("route %+v", ri)
 	}

@@ -26,6 +26,9 @@ type tap struct {
 	ln    *net.UDPConn
 	relay *net.UDPAddr
 	wg    sync.WaitGroup
+	// mangle, if set, turns each datagram from the relay to a phone into
+	// the datagrams to deliver instead (an attacker on the path).
+	mangle func(b []byte) [][]byte
 
 	mu       sync.Mutex // guards the fields below
 	upstream map[string]*net.UDPConn
@@ -33,7 +36,7 @@ type tap struct {
 	closed   bool
 }
 
-func newTap(t *testing.T, relay string) *tap {
+func newTap(t *testing.T, relay string, mangle func([]byte) [][]byte) *tap {
 	t.Helper()
 	ra, err := net.ResolveUDPAddr("udp4", relay)
 	if err != nil {
@@ -43,7 +46,7 @@ func newTap(t *testing.T, relay string) *tap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &tap{ln: ln, relay: ra, upstream: map[string]*net.UDPConn{}}
+	tp := &tap{ln: ln, relay: ra, upstream: map[string]*net.UDPConn{}, mangle: mangle}
 	tp.wg.Add(1)
 	go tp.fromClients()
 	t.Cleanup(tp.close)
@@ -100,7 +103,13 @@ func (tp *tap) fromRelay(up *net.UDPConn, client *net.UDPAddr) {
 			continue // ICMP refusals while a phone is gone
 		}
 		tp.keep(buf[:n])
-		_, _ = tp.ln.WriteToUDP(buf[:n], client)
+		out := [][]byte{buf[:n]}
+		if tp.mangle != nil {
+			out = tp.mangle(buf[:n])
+		}
+		for _, d := range out {
+			_, _ = tp.ln.WriteToUDP(d, client)
+		}
 	}
 }
 
@@ -169,7 +178,7 @@ func TestSRTPCallThroughRelayCarriesOnlyCiphertext(t *testing.T) {
 	} {
 		t.Run("srtp "+tc.mode.String(), func(t *testing.T) {
 			srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
-			tp := newTap(t, srv.TURNAddr)
+			tp := newTap(t, srv.TURNAddr, nil)
 			acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
 			for _, c := range []*phone.Config{&acfg, &bcfg} {
 				c.STUN, c.TURN = []string{}, []string{"turn:" + tp.addr() + "?transport=udp"}
@@ -292,5 +301,77 @@ func TestSRTPOptionalAnswersPlainOffer(t *testing.T) {
 	}
 	if e := l.Encryption(); e != "none" {
 		t.Errorf("encryption %q", e)
+	}
+}
+
+// An attacker between the relay and the phones replays every fifth media
+// datagram and sends a tampered copy (one bit of the auth tag flipped)
+// of every seventh, ahead of the genuine one. The phones count and drop
+// both kinds before their RTP stack: no phone accepts more RTP packets
+// than the other sent, and the tone is heard clean.
+func TestSRTPCallDropsReplayedAndTamperedPackets(t *testing.T) {
+	srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
+	var mu sync.Mutex
+	var n, replayed, tampered int
+	mangle := func(b []byte) [][]byte {
+		// Only TURN ChannelData (first two bits 01) carrying media.
+		if len(b) < 100 || b[0]&0xc0 != 0x40 {
+			return [][]byte{b}
+		}
+		size := int(b[2])<<8 | int(b[3])
+		if 4+size > len(b) {
+			return [][]byte{b}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		switch {
+		case n%7 == 0:
+			bad := slices.Clone(b)
+			bad[4+size-1] ^= 0x01
+			tampered++
+			return [][]byte{bad, b}
+		case n%5 == 0:
+			replayed++
+			return [][]byte{b, b}
+		}
+		return [][]byte{b}
+	}
+	tp := newTap(t, srv.TURNAddr, mangle)
+	acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
+	for _, c := range []*phone.Config{&acfg, &bcfg} {
+		c.STUN, c.TURN = []string{}, []string{"turn:" + tp.addr() + "?transport=udp"}
+		c.ICEPolicy = ice.PolicyRelay
+	}
+	alice := srv.NewPhone(t, acfg)
+	bob := srv.NewPhone(t, bcfg)
+	var bobHeard media.Recording
+	ac, bc := dial(t, alice, bob,
+		phone.MediaOptions{Source: media.NewToneSource(440, 0)},
+		phone.MediaOptions{Source: media.NewToneSource(1000, 0), Sink: &bobHeard})
+	waitFor(t, 15*time.Second, "some replays and tampered packets dropped", func() bool {
+		a, b := ac.Stats(), bc.Stats()
+		return a.Replays+b.Replays >= 20 && a.AuthFailures+b.AuthFailures >= 15 && b.PacketsReceived >= 75
+	})
+	got := bobHeard.Samples()
+	if tones := media.DetectTones(got[len(got)-media.SampleRate/2:], []float64{440, 1000}, 0); !slices.Equal(tones, []float64{440}) {
+		t.Errorf("bob heard %v Hz, want [440]", tones)
+	}
+	if err := ac.Hangup(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	a, b := ac.Stats(), bc.Stats()
+	mu.Lock()
+	t.Logf("tap replayed %d and tampered %d datagrams; alice dropped %d replays, %d forged; bob %d, %d",
+		replayed, tampered, a.Replays, a.AuthFailures, b.Replays, b.AuthFailures)
+	mu.Unlock()
+	for who, pair := range map[string][2]phone.Stats{"alice": {a, b}, "bob": {b, a}} {
+		me, peer := pair[0], pair[1]
+		if me.PacketsReceived > peer.PacketsSent {
+			t.Errorf("%s accepted %d RTP packets, but the other phone sent only %d: replays got through", who, me.PacketsReceived, peer.PacketsSent)
+		}
+		if me.Encryption != "srtp "+ice.SuiteAES128SHA1_80 {
+			t.Errorf("%s: media %q", who, me.Encryption)
+		}
 	}
 }
