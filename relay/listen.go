@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -23,22 +24,49 @@ const maxFrame = 0xFFFF + stunHeaderSize + 4
 const listenBatch = 32
 
 // listenConn is a UDP listening socket as pion sees it: datagrams are read
-// in batches where the socket allows, each is passed through the inspector,
-// and the end of pion's read loop is recorded for Close.
+// in batches where the socket allows, ChannelData for known channels is
+// relayed on the spot (fastpath.go), every other datagram is passed
+// through the inspector and handed to pion, and the end of pion's read
+// loop is recorded for Close.
 type listenConn struct {
 	net.PacketConn
 	s    *Server
 	exit sync.Once
-	in   batchReader // used by pion's read loop only
+	in   batchReader // sockets without batched I/O; pion's read loop only
+
+	// Host sockets (batched): used by pion's read loop only, except raw
+	// and batched, which relay sockets use to write to clients.
+	raw         rawSocket
+	batched     bool
+	local       netip.AddrPort // the 5-tuple's server side, as bindClient keys it
+	rb          *mmsgBatch
+	next, count int
+	pending     []peerSend
+	sendPeers   *mmsgBatch
+	now         time.Time // when the batch was read, for the bandwidth cap
 }
 
 func newListenConn(pc net.PacketConn, s *Server) *listenConn {
-	return &listenConn{PacketConn: pc, s: s, in: newBatchReader(pc, listenBatch)}
+	c := &listenConn{PacketConn: pc, s: s}
+	if batchIO {
+		c.raw, c.batched = newRawSocket(pc)
+	}
+	local, ok := normAddrPort(pc.LocalAddr())
+	if c.batched && ok {
+		c.local = local
+		c.rb = newMmsgBatch(listenBatch, 0)
+		c.sendPeers = newSendBatch(listenBatch)
+		c.pending = make([]peerSend, 0, listenBatch)
+	} else {
+		c.batched = false
+		c.in = newBatchReader(pc, listenBatch)
+	}
+	return c
 }
 
 func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.in.read(p)
+		n, addr, err := c.read(p)
 		if err != nil {
 			// pion's read loop returns on any error; only closing ends it.
 			c.exit.Do(c.s.loops.Done)
@@ -49,6 +77,43 @@ func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, nil
 		}
 		c.PacketConn.WriteTo(reply, addr) //nolint:errcheck // a lost reply is retransmitted for.
+	}
+}
+
+// read returns the next datagram pion must see.
+func (c *listenConn) read(p []byte) (int, net.Addr, error) {
+	if !c.batched {
+		return c.in.read(p)
+	}
+	for {
+		if c.next == c.count {
+			c.flushPeers()
+			n, err := c.raw.readWith(func() *mmsgBatch { return c.rb }, func() {})
+			if err != nil {
+				return 0, nil, err
+			}
+			c.next, c.count = 0, n
+			if n > 0 {
+				c.now = c.s.cfg.Now()
+			}
+			continue
+		}
+		i := c.next
+		c.next++
+		from := c.rb.from(i)
+		if !from.IsValid() {
+			continue
+		}
+		if c.rb.truncated(i) {
+			c.flushPeers()
+			return len(p), udpAddrFrom(from, c.rb.scope(i)), nil // let pion see an oversize datagram and drop it
+		}
+		data := c.rb.data(i)
+		if c.toPeer(data, from, c.now) {
+			continue
+		}
+		c.flushPeers() // keep the client's order: what is queued goes first
+		return copy(p, data), udpAddrFrom(from, c.rb.scope(i)), nil
 	}
 }
 

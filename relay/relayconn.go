@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
@@ -133,6 +134,24 @@ type relayConn struct {
 	// Server.RelayedBytesByUser.
 	relayed atomic.Uint64
 
+	// The ChannelData fast path (fastpath.go). chans and route are read
+	// per packet and replaced whole; tuple is guarded by permMu.
+	chans    atomic.Pointer[channelSet]
+	route    atomic.Pointer[clientRoute]
+	tuple    udpTuple
+	hasTuple bool
+	raw      rawSocket
+	batched  bool // a host UDP socket: read in batches (readBatched)
+
+	// Used by pion's read loop for this socket only.
+	batch       *relayBatch // being handled; nil between batches
+	next, count int
+	now         time.Time // when the batch was read, for the bandwidth cap
+	inPkts      int       // datagrams of the batch counted so far, not yet added up
+	inBytes     int
+	outCount    int          // frames queued in batch.out
+	outRoute    *clientRoute // where they go
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -156,6 +175,10 @@ func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *re
 	}
 	empty := map[netip.Addr]struct{}{}
 	c.permitted.Store(&empty)
+	c.chans.Store(&channelSet{})
+	if batchIO {
+		c.raw, c.batched = newRawSocket(pc)
+	}
 	s.relays.Store(c.key, c)
 	s.usage.add(c)
 	s.loops.Add(1)
@@ -178,8 +201,13 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	return n, err
 }
 
-// ReadFrom receives a peer's datagram for the client.
+// ReadFrom receives a peer's datagram for the client. On host sockets
+// channel traffic is relayed inside (readBatched) and only what pion must
+// handle is returned.
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.batched {
+		return c.readBatched(p)
+	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
@@ -245,6 +273,7 @@ func (c *relayConn) setPermitted(ip net.IP, on bool) bool {
 func (c *relayConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.s.relays.CompareAndDelete(c.key, c)
+		c.s.unbindClient(c)
 		c.permMu.Lock()
 		n := len(*c.permitted.Load())
 		empty := map[netip.Addr]struct{}{}

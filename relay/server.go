@@ -62,6 +62,10 @@ type Server struct {
 	// live holds the 5-tuples (client, local) that have an allocation.
 	live sync.Map
 
+	// allocs finds a UDP client's relay socket for the ChannelData fast
+	// path.
+	allocs udpAllocs
+
 	mu      sync.Mutex // guards streams and closed
 	streams map[*streamConn]struct{}
 	closed  bool
@@ -500,6 +504,11 @@ func (s *Server) eventHandler() turn.EventHandler {
 		},
 		OnAllocationCreated: func(src, dst net.Addr, proto, user, _ string, relay net.Addr, _ int) {
 			s.live.Store(tupleKey(src, dst), struct{}{})
+			if v, ok := s.relays.Load(relay.String()); ok {
+				if _, isUDP := src.(*net.UDPAddr); isUDP {
+					s.bindClient(v.(*relayConn), src, dst)
+				}
+			}
 			m.allocations.Inc()
 			s.log.Debug("allocation created", "client", src, "transport", proto, "user", user, "relay", relay)
 		},
@@ -514,10 +523,16 @@ func (s *Server) eventHandler() turn.EventHandler {
 		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
 			perm(relay, peer, false)
 		},
-		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, _, _ net.Addr, _ uint16) {
+		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			if v, ok := s.relays.Load(relay.String()); ok {
+				v.(*relayConn).setChannel(num, peer, true)
+			}
 			m.channels.Inc()
 		},
-		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, _, _ net.Addr, _ uint16) {
+		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			if v, ok := s.relays.Load(relay.String()); ok {
+				v.(*relayConn).setChannel(num, peer, false)
+			}
 			m.channels.Dec()
 		},
 	}

@@ -1,0 +1,37 @@
+//go:build !linux
+
+package relay
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Batched socket I/O (recvmmsg/sendmmsg) is Linux only; elsewhere every
+// datagram takes pion's path and these are never used.
+const batchIO = false
+
+var errNoBatchIO = errors.New("batched socket I/O not supported here")
+
+type mmsgBatch struct {
+	hdrs []struct{ n uint32 }
+	bufs [][]byte
+}
+
+func newMmsgBatch(size, headroom int) *mmsgBatch { return &mmsgBatch{} }
+func newSendBatch(size int) *mmsgBatch           { return &mmsgBatch{} }
+
+func (b *mmsgBatch) data(i int) []byte                                    { return nil }
+func (b *mmsgBatch) truncated(i int) bool                                 { return true }
+func (b *mmsgBatch) from(i int) netip.AddrPort                            { return netip.AddrPort{} }
+func (b *mmsgBatch) scope(i int) uint32                                   { return 0 }
+func (b *mmsgBatch) set(i int, p []byte, to netip.AddrPort, v6 bool) bool { return false }
+func (b *mmsgBatch) sentCounts(k int) (pkts, bytes int)                   { return 0, 0 }
+
+type rawSocket struct{ v6 bool }
+
+func newRawSocket(net.PacketConn) (rawSocket, bool) { return rawSocket{}, false }
+
+func (s rawSocket) readWith(get func() *mmsgBatch, put func()) (int, error) { return 0, errNoBatchIO }
+func (s rawSocket) write(b *mmsgBatch, count int) (int, error)              { return 0, errNoBatchIO }
