@@ -116,22 +116,28 @@ func TestSRTPSamplesAreAnswered(t *testing.T) {
 		wantTag   int
 		wantSuite string
 		wantErr   error
+		feedback  bool // offer RTP/SAVPF instead (baresip srtp-mandf)
 	}{
-		{"baresip-srtp-offer.sdp", all, "RTP/AVP", 4, 1, ice.SuiteAES128SHA1_32, nil},
-		{"baresip-srtp-mand-offer.sdp", all, "RTP/SAVP", 3, 1, ice.SuiteAEADAES256GCM, nil},
-		{"baresip-srtp-mand-offer.sdp", all[:1], "RTP/SAVP", 3, 3, ice.SuiteAES128SHA1_80, nil},
-		{"linphone-srtp-offer.sdp", all, "RTP/SAVP", 4, 1, ice.SuiteAES128SHA1_80, nil},
-		{"pjsip-srtp-optional-offer.sdp", all, "RTP/AVP", 6, 1, ice.SuiteAEADAES256GCM, nil},
-		{"pjsip-srtp-optional-offer.sdp", all[:2], "RTP/AVP", 6, 5, ice.SuiteAES128SHA1_80, nil},
+		{"baresip-srtp-offer.sdp", all, "RTP/AVP", 4, 1, ice.SuiteAES128SHA1_32, nil, false},
+		{"baresip-srtp-mand-offer.sdp", all, "RTP/SAVP", 3, 1, ice.SuiteAEADAES256GCM, nil, false},
+		{"baresip-srtp-mand-offer.sdp", all[:1], "RTP/SAVP", 3, 3, ice.SuiteAES128SHA1_80, nil, false},
+		{"linphone-srtp-offer.sdp", all, "RTP/SAVP", 4, 1, ice.SuiteAES128SHA1_80, nil, false},
+		{"baresip-srtp-mand-offer.sdp", all[:2], "RTP/SAVPF", 3, 3, ice.SuiteAES128SHA1_80, nil, true},
+		{"pjsip-srtp-optional-offer.sdp", all, "RTP/AVP", 6, 1, ice.SuiteAEADAES256GCM, nil, false},
+		{"pjsip-srtp-optional-offer.sdp", all[:2], "RTP/AVP", 6, 5, ice.SuiteAES128SHA1_80, nil, false},
 		// F8 unknown, UNENCRYPTED_SRTCP refused, MKI with a window hint taken.
-		{"sdes-offer-unusual-lines.sdp", all, "RTP/AVP", 4, 3, ice.SuiteAES128SHA1_80, nil},
+		{"sdes-offer-unusual-lines.sdp", all, "RTP/AVP", 4, 3, ice.SuiteAES128SHA1_80, nil, false},
 		// No keys of ours: plain answer to best effort, 488 to RTP/SAVP.
-		{"baresip-srtp-offer.sdp", nil, "RTP/AVP", 4, 0, "", nil},
-		{"linphone-srtp-offer.sdp", nil, "RTP/SAVP", 4, 0, "", ice.ErrUnsupportedTransport},
-		{"baresip-srtp-mand-offer.sdp", []string{ice.SuiteAES256SHA1_32}, "RTP/SAVP", 3, 0, "", ice.ErrNoCommonCrypto},
+		{"baresip-srtp-offer.sdp", nil, "RTP/AVP", 4, 0, "", nil, false},
+		{"linphone-srtp-offer.sdp", nil, "RTP/SAVP", 4, 0, "", ice.ErrUnsupportedTransport, false},
+		{"baresip-srtp-mand-offer.sdp", []string{ice.SuiteAES256SHA1_32}, "RTP/SAVP", 3, 0, "", ice.ErrNoCommonCrypto, false},
 	} {
-		t.Run(tc.file+"/"+strings.Join(tc.ours, ","), func(t *testing.T) {
-			offer, err := ice.Parse(readSample(t, tc.file))
+		t.Run(tc.file+"/"+tc.proto+"/"+strings.Join(tc.ours, ","), func(t *testing.T) {
+			body := readSample(t, tc.file)
+			if tc.feedback {
+				body = bytes.Replace(body, []byte("RTP/SAVP"), []byte("RTP/SAVPF"), 1)
+			}
+			offer, err := ice.Parse(body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,11 +157,11 @@ func TestSRTPSamplesAreAnswered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, err := ans.Marshal()
+			out, err := ans.Marshal()
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := ice.Parse(body)
+			back, err := ice.Parse(out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,7 +175,7 @@ func TestSRTPSamplesAreAnswered(t *testing.T) {
 				return
 			}
 			if len(back.Crypto) != 1 {
-				t.Fatalf("answer has %d a=crypto lines, want 1\n%s", len(back.Crypto), body)
+				t.Fatalf("answer has %d a=crypto lines, want 1\n%s", len(back.Crypto), out)
 			}
 			got := back.Crypto[0]
 			if got.Tag != tc.wantTag || got.Suite != tc.wantSuite {
