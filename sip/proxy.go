@@ -343,8 +343,7 @@ func (s *Server) handleCancel(req *siplib.Request, tx siplib.ServerTransaction) 
 
 // prepareOut builds the request sent to one target (RFC 3261 §16.6).
 func (s *Server) prepareOut(req *siplib.Request, tg target, caller Flow, recordRoute bool) *siplib.Request {
-	out := req.Clone()
-	out.Recipient = *tg.uri.Clone()
+	out := forwardCopy(req, tg.uri)
 	if mf := out.MaxForwards(); mf != nil {
 		mf.Dec()
 	} else {
@@ -416,6 +415,52 @@ func (s *Server) prepareOut(req *siplib.Request, tg target, caller Flow, recordR
 	out.SetTransport(strings.ToUpper(tr))
 	out.SetDestination(dest)
 	out.Laddr = laddr
+	return out
+}
+
+// forwardCopy is the copy of req sent to one target (§16.6 step 1): a new
+// message with its own header list, Request-URI and Max-Forwards, sharing
+// the other header objects and the body with req. Nothing changes those
+// after parsing (the proxy adds and removes whole headers on its copies,
+// and sipgo only reads them), so a deep clone per branch would only feed
+// the garbage collector.
+func forwardCopy(req *siplib.Request, ruri siplib.Uri) *siplib.Request {
+	out := siplib.NewRequest(req.Method, ruri)
+	out.SipVersion = req.SipVersion
+	for _, h := range req.Headers() {
+		if mf, ok := h.(*siplib.MaxForwardsHeader); ok {
+			c := *mf
+			out.AppendHeader(&c)
+			continue
+		}
+		out.AppendHeader(h)
+	}
+	out.SetBody(req.Body())
+	out.SetTransport(req.Transport())
+	out.SetSource(req.Source())
+	out.Laddr = req.Laddr
+	return out
+}
+
+// withoutTopVia is res as relayed upstream (§16.7 step 3): a new message
+// without the top Via, sharing every other header object and the body
+// with res, which the client transaction only reads.
+func withoutTopVia(res *siplib.Response) *siplib.Response {
+	out := siplib.NewResponse(res.StatusCode, res.Reason)
+	out.SipVersion = res.SipVersion
+	skipped := false
+	for _, h := range res.Headers() {
+		if !skipped {
+			if _, ok := h.(*siplib.ViaHeader); ok {
+				skipped = true
+				continue
+			}
+		}
+		out.AppendHeader(h)
+	}
+	out.SetBody(res.Body())
+	out.SetTransport(res.Transport())
+	out.SetSource(res.Source())
 	return out
 }
 
@@ -745,8 +790,7 @@ func (s *Server) sendCancel(b *branch) {
 // relay sends a downstream response back to the caller: our Via comes
 // off (§16.7 step 3); nothing else, the body above all, is touched.
 func (s *Server) relay(tx siplib.ServerTransaction, req *siplib.Request, res *siplib.Response) {
-	out := res.Clone()
-	out.RemoveHeader("Via")
+	out := withoutTopVia(res)
 	out.SetDestination(responseDest(req))
 	if err := tx.Respond(out); err != nil {
 		s.log.Debug("relaying response failed", "status", res.StatusCode, "err", err)
