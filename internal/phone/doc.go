@@ -16,6 +16,14 @@
 // (RFC 8445 §9) with a re-INVITE and the call moves to whatever path works,
 // the relay included, without hanging up.
 //
+// Media is encrypted with SRTP (RFC 3711) keyed by SDES (RFC 4568
+// a=crypto) unless Config.SRTP says otherwise: SRTPOptional (the default)
+// offers best-effort SRTP on RTP/AVP and falls back to plain RTP for a
+// peer without it, SRTPMandatory offers RTP/SAVP and refuses plain peers
+// with 488, SRTPOff speaks plain RTP only. Keys are fresh per offer and
+// answer, kept across hold re-INVITEs and replaced on ICE restarts
+// (RFC 4568 §7.1.4); see srtp.go and docs/phone.md.
+//
 // Setup time is measured from the first INVITE sent (for the callee: from
 // the INVITE received) to the first RTP packet received.
 //
