@@ -255,6 +255,7 @@ func (c *relayConn) sendToPeers(b *mmsgBatch, k int) {
 	if pkts == 0 {
 		return
 	}
+	c.s.fastToPeer.Add(uint64(pkts))
 	c.s.metrics.packetsToPeer.Add(float64(pkts))
 	c.s.metrics.bytesToPeer.Add(float64(bytes))
 	c.relayed.Add(uint64(bytes))
@@ -373,6 +374,7 @@ func (c *relayConn) flushClient() {
 		c.inPkts, c.inBytes = 0, 0
 	}
 	if c.outCount > 0 {
+		c.s.fastToClient.Add(uint64(c.outCount))
 		c.outRoute.via.raw.write(c.batch.out, c.outCount) //nolint:errcheck // a closed listener drops them, as pion's WriteTo would.
 	}
 	c.outCount, c.outRoute = 0, nil

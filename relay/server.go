@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/transport/v5"
@@ -63,8 +64,10 @@ type Server struct {
 	live sync.Map
 
 	// allocs finds a UDP client's relay socket for the ChannelData fast
-	// path.
-	allocs udpAllocs
+	// path; fastToPeer and fastToClient count the datagrams it relayed
+	// (added per batch), so tests can tell which path a datagram took.
+	allocs                   udpAllocs
+	fastToPeer, fastToClient atomic.Uint64
 
 	mu      sync.Mutex // guards streams and closed
 	streams map[*streamConn]struct{}
