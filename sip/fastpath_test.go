@@ -2,9 +2,12 @@ package sip
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,5 +275,67 @@ Content-Length: 0
 `, host, port, statelessBranchPrefix, victim.LocalAddr().String()))
 	if b := recvRaw(t, victim, 300*time.Millisecond); b != nil {
 		t.Fatalf("forged response was relayed:\n%s", b)
+	}
+}
+
+func TestToStatefulBranch(t *testing.T) {
+	cases := []struct {
+		name, msg string
+		want      bool
+	}{
+		{"response to a forwarded INVITE", "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + branchPrefix + "0011aabbccdd;rport\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n\r\n", true},
+		{"compact header and several hops in one line", "SIP/2.0 200 OK\r\nv : SIP/2.0/UDP 127.0.0.1;branch=" + branchPrefix + "ab, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n\r\n", true},
+		{"stateless forward", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=" + statelessBranchPrefix + "00\r\n\r\n", false},
+		{"keepalive ping", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=" + branchPrefix + "ping1-0;rport\r\n\r\n", false},
+		{"someone else's branch", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKother\r\n\r\n", false},
+		{"ours only in the second hop", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=" + branchPrefix + "ab\r\n\r\n", false},
+		{"no Via", "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n", false},
+		{"branch text only in the body", "SIP/2.0 200 OK\r\nContent-Length: 40\r\n\r\nVia: SIP/2.0/UDP h;branch=" + branchPrefix + "ab", false},
+	}
+	for _, c := range cases {
+		if got := toStatefulBranch([]byte(c.msg)); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// recordingHandler keeps every log record's message.
+type recordingHandler struct {
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	*h.msgs = append(*h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestMalformedResponseToAForwardedRequestIsCountedNotLogged(t *testing.T) {
+	var mu sync.Mutex
+	var msgs []string
+	ts := startServer(t, nil, func(c *Config) { c.Logger = slog.New(recordingHandler{&mu, &msgs}) })
+	peer := newUDPUA(t, ts.udp, "peer", "")
+	before := metricValue(t, ts.metrics.malformed)
+	// It goes to sipgo unparsed (its branch is one of our client
+	// transactions'); sipgo cannot parse it.
+	peer.send("SIP/2.0 180 Ringing\nVia: SIP/2.0/UDP " + ts.udp + ";branch=" + branchPrefix + "00112233aabbccdd\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>\nCall-ID: x\nCSeq: 1 INVITE\nContent-Length: x\n\n")
+	deadline := time.Now().Add(3 * time.Second)
+	for metricValue(t, ts.metrics.malformed) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the malformed response was not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range msgs {
+		if strings.Contains(m, "parse") {
+			t.Fatalf("logged %q", m)
+		}
 	}
 }

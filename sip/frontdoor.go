@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	siplib "github.com/emiago/sipgo/sip"
 	"github.com/pion/stun/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // frontDoor wraps the UDP socket handed to sipgo. Every datagram passes
@@ -141,6 +143,13 @@ func (f *frontDoor) admit(data []byte, addr net.Addr) bool {
 			f.rawReply(data, addr, 513, "Message Too Large", "message exceeds "+itoa(f.s.cfg.MaxMessageSize)+" bytes", "")
 		}
 		return false
+	}
+	if !isRequest && toStatefulBranch(data) {
+		// A response to a request forwarded through sipgo's transaction
+		// layer (INVITE, re-INVITE, CANCEL): only that layer can use it,
+		// and its parse is the only one it needs. There is nobody to
+		// answer if it is malformed; sipgo drops it (see udpParseFilter).
+		return true
 	}
 	if bytes.HasPrefix(data, []byte("REGISTER ")) {
 		// REGISTERs are parsed and answered by the registrar workers, so
@@ -292,4 +301,80 @@ func sanitizeWarning(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// toStatefulBranch reports a response whose top Via carries a branch of a
+// client transaction of ours (not a stateless forward, not a keepalive
+// ping), looking at the raw text only.
+func toStatefulBranch(data []byte) bool {
+	head := data
+	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		head = data[:i]
+	}
+	for len(head) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			line, head = head[:i], head[i+1:]
+		} else {
+			line, head = head, nil
+		}
+		name, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		if !bytes.EqualFold(name, []byte("Via")) && !bytes.EqualFold(name, []byte("v")) {
+			continue
+		}
+		// The first Via line; its first hop's branch decides.
+		if i := bytes.IndexByte(val, ','); i >= 0 {
+			val = val[:i]
+		}
+		i := bytes.Index(val, []byte(";branch="))
+		if i < 0 {
+			return false
+		}
+		br := val[i+len(";branch="):]
+		if j := bytes.IndexAny(br, "; \t\r"); j >= 0 {
+			br = br[:j]
+		}
+		return bytes.HasPrefix(br, []byte(branchPrefix)) &&
+			!bytes.HasPrefix(br, []byte(statelessBranchPrefix)) &&
+			!bytes.HasPrefix(br, []byte(branchPrefix+"ping"))
+	}
+	return false
+}
+
+// udpParseFilter is the log handler of sipgo's UDP transport. The front
+// door hands it some responses unparsed (toStatefulBranch); sipgo logs a
+// datagram it cannot parse at error level with its whole text, which a
+// peer could use to flood the log, so that record becomes a count of
+// malformed messages, as the front door keeps for everything else.
+type udpParseFilter struct {
+	slog.Handler
+	malformed prometheus.Counter
+	// udp is set on the handler sipgo derives for its UDP transport.
+	udp bool
+}
+
+func (h udpParseFilter) Handle(ctx context.Context, r slog.Record) error {
+	if h.udp && r.Message == "failed to parse" {
+		h.malformed.Inc()
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h udpParseFilter) WithAttrs(as []slog.Attr) slog.Handler {
+	udp := h.udp
+	for _, a := range as {
+		if a.Key == "caller" && a.Value.String() == "Transport<UDP>" {
+			udp = true
+		}
+	}
+	return udpParseFilter{Handler: h.Handler.WithAttrs(as), malformed: h.malformed, udp: udp}
+}
+
+func (h udpParseFilter) WithGroup(name string) slog.Handler {
+	return udpParseFilter{Handler: h.Handler.WithGroup(name), malformed: h.malformed, udp: h.udp}
 }

@@ -151,7 +151,8 @@ func New(cfg Config) (*Server, error) {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
-		sipgo.WithUserAgentTransportLayerOptions(siplib.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransportLayerOptions(siplib.WithTransportLayerLogger(
+			slog.New(udpParseFilter{Handler: sipLog.Handler(), malformed: s.metrics.malformed}))),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			siplib.WithTransactionLayerLogger(sipLog),
 			siplib.WithTransactionLayerUnhandledResponseHandler(s.strayResponse),
