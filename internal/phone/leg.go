@@ -469,7 +469,7 @@ func (l *Leg) Connect(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	l.stream, l.connected, l.srtp = st, true, sr
-	if sr != nil && (!sameKey(l.tx, tx) || !sameKey(l.rx, rx)) {
+	if sr != nil && l.tx != nil && l.rx != nil && (!sameKey(l.tx, tx) || !sameKey(l.rx, rx)) {
 		// A re-offer changed the keys while ICE was still checking.
 		_ = sr.SetLocalKey(mediaKey(*l.tx))
 		_ = sr.SetRemoteKey(mediaKey(*l.rx))

@@ -144,6 +144,11 @@ func FuzzLegHandleOffer(f *testing.F) {
 	f.Add([]byte(strings.ReplaceAll(plainOffer, "c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")))
 	f.Add([]byte("v=0\r\nm=audio 0 RTP/AVP 0\r\n"))
 	f.Add([]byte("garbage"))
+	// SDES re-offers: RTP/SAVP and best effort, a usable and an odd line.
+	crypto := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5QUJjZGVm|2^31\r\n" +
+		"a=crypto:2 AEAD_AES_128_GCM inline:MTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5 WSH=128\r\n"
+	f.Add([]byte(strings.Replace(plainOffer, "RTP/AVP", "RTP/SAVP", 1) + crypto))
+	f.Add([]byte(plainOffer + crypto))
 	l := NewLeg(loopbackLegConfig(), false)
 	if _, err := l.Answer(context.Background(), []byte(plainOffer)); err != nil {
 		f.Fatal(err)
