@@ -553,7 +553,20 @@ func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targe
 				}
 			})
 		}
-		go s.pumpBranch(len(branches)-1, ctx2, events)
+	}
+	// With one branch (the usual call) the loop below reads the client
+	// transaction itself; with several, a pump per branch fans them in.
+	// A pump costs a goroutine and a hand-off per response.
+	var respC <-chan *siplib.Response
+	var doneC <-chan struct{}
+	if len(branches) == 1 && branches[0].tx != nil {
+		respC, doneC = branches[0].tx.Responses(), branches[0].tx.Done()
+	} else {
+		for i, b := range branches {
+			if b.tx != nil {
+				go s.pumpBranch(i, b.tx, events)
+			}
+		}
 	}
 
 	pending := 0
@@ -565,6 +578,61 @@ func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targe
 	answered := false // a 2xx or 6xx went to the caller
 	callerCancelled := false
 	var timerC <-chan time.Time
+	handle := func(ev branchEvent) {
+		b := branches[ev.i]
+		if ev.err != nil {
+			if b.final == nil {
+				code, phrase := 408, "Request Timeout"
+				if !errors.Is(ev.err, siplib.ErrTransactionTimeout) {
+					code, phrase = 503, "Service Unavailable"
+				}
+				b.final = siplib.NewResponseFromRequest(req, code, phrase, nil)
+				b.synthetic = true
+				pending--
+			}
+			return
+		}
+		res := ev.res
+		if res.IsProvisional() {
+			if res.StatusCode == 100 {
+				return
+			}
+			b.provisional = true
+			if isInvite && timerC == nil {
+				timerC = time.After(inviteTimerC)
+			}
+			if b.cancelled && b.final == nil {
+				// A CANCEL waits for a provisional response (§9.1).
+				s.sendCancel(b)
+			}
+			if !answered && !callerCancelled {
+				s.relay(tx, req, res)
+			}
+			return
+		}
+		if b.final != nil {
+			// A further 2xx after the transaction ended: relay, the
+			// caller ACKs each dialog it gets.
+			if res.IsSuccess() {
+				s.relay(tx, req, res)
+			}
+			return
+		}
+		b.final = res
+		pending--
+		if res.IsSuccess() || (res.StatusCode >= 600 && !answered) {
+			if !callerCancelled {
+				s.relay(tx, req, res)
+				answered = true
+				s.countCall(req, strconv.Itoa(res.StatusCode/100)+"xx")
+			}
+			for _, o := range branches {
+				if o.final == nil {
+					s.cancelBranch(o)
+				}
+			}
+		}
+	}
 	for pending > 0 {
 		select {
 		case <-cancelled:
@@ -584,59 +652,31 @@ func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targe
 				}
 			}
 		case ev := <-events:
-			b := branches[ev.i]
-			if ev.err != nil {
-				if b.final == nil {
-					code, phrase := 408, "Request Timeout"
-					if !errors.Is(ev.err, siplib.ErrTransactionTimeout) {
-						code, phrase = 503, "Service Unavailable"
-					}
-					b.final = siplib.NewResponseFromRequest(req, code, phrase, nil)
-					b.synthetic = true
-					pending--
-				}
-				continue
+			handle(ev)
+		case res := <-respC:
+			if !res.IsProvisional() {
+				respC, doneC = nil, nil
 			}
-			res := ev.res
-			if res.IsProvisional() {
-				if res.StatusCode == 100 {
-					continue
-				}
-				b.provisional = true
-				if isInvite && timerC == nil {
-					timerC = time.After(inviteTimerC)
-				}
-				if b.cancelled && b.final == nil {
-					// A CANCEL waits for a provisional response (§9.1).
-					s.sendCancel(b)
-				}
-				if !answered && !callerCancelled {
-					s.relay(tx, req, res)
-				}
-				continue
+			handle(branchEvent{res: res})
+		case <-doneC:
+			// As in pumpBranch: a response may still be queued.
+			ev := branchEvent{}
+			select {
+			case ev.res = <-respC:
+			default:
 			}
-			if b.final != nil {
-				// A further 2xx after the transaction ended: relay, the
-				// caller ACKs each dialog it gets.
-				if res.IsSuccess() {
-					s.relay(tx, req, res)
-				}
-				continue
-			}
-			b.final = res
-			pending--
-			if res.IsSuccess() || (res.StatusCode >= 600 && !answered) {
-				if !callerCancelled {
-					s.relay(tx, req, res)
-					answered = true
-					s.countCall(req, strconv.Itoa(res.StatusCode/100)+"xx")
-				}
-				for _, o := range branches {
-					if o.final == nil {
-						s.cancelBranch(o)
-					}
+			respC, doneC = nil, nil
+			if ev.res != nil {
+				handle(ev)
+				if !ev.res.IsProvisional() {
+					break
 				}
 			}
+			ev = branchEvent{err: branches[0].tx.Err()}
+			if ev.err == nil {
+				ev.err = errors.New("transaction ended without a final response")
+			}
+			handle(ev)
 		}
 	}
 	if answered || callerCancelled {
