@@ -262,8 +262,12 @@ loop:
 				lastPath = path
 			}
 			if live {
-				fmt.Fprintf(stderr, "\r\033[K%s %s  %s  loss %.1f%%  jitter %.0f ms  MOS %.2f",
-					routeWord(s.Route, s.ICE), call.Peer(), fmtElapsed(s.DurationS), 100*s.LossFraction, s.JitterMs, s.MOS)
+				lock := "unencrypted"
+				if s.Encryption != "" && s.Encryption != "none" {
+					lock = "srtp"
+				}
+				fmt.Fprintf(stderr, "\r\033[K%s %s  %s  %s  loss %.1f%%  jitter %.0f ms  MOS %.2f",
+					routeWord(s.Route, s.ICE), call.Peer(), lock, fmtElapsed(s.DurationS), 100*s.LossFraction, s.JitterMs, s.MOS)
 			}
 		}
 	}
