@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -236,19 +237,19 @@ func (c *listenConn) flushPeers() {
 			}
 			c.pending[j].rc = nil
 		}
-		rc.sendToPeers(c.sendPeers, k)
+		rc.sendToPeers(c.writer, c.sendPeers, k)
 	}
 	clear(c.pending)
 	c.pending = c.pending[:0]
 }
 
-// sendToPeers sends messages [0, k) of b from the relay socket and counts
-// what the kernel took.
-func (c *relayConn) sendToPeers(b *mmsgBatch, k int) {
+// sendToPeers sends messages [0, k) of b from the relay socket with w and
+// counts what the kernel took.
+func (c *relayConn) sendToPeers(w *batchWriter, b *mmsgBatch, k int) {
 	if k == 0 {
 		return
 	}
-	if _, err := c.raw.write(b, k); err != nil {
+	if _, err := w.write(c.raw, b, k); err != nil {
 		return // the allocation is closing
 	}
 	pkts, bytes := b.sentCounts(k)
@@ -267,13 +268,14 @@ func (c *relayConn) sendToPeers(b *mmsgBatch, k int) {
 const relayBatchSize = 16
 
 // relayBatch is a receive batch with room for a ChannelData header in
-// front of each datagram, and the send batch that passes them on.
+// front of each datagram, and the send batch and writer that pass them on.
 type relayBatch struct {
 	in, out *mmsgBatch
+	w       *batchWriter
 }
 
 var relayBatches = sync.Pool{New: func() any {
-	return &relayBatch{in: newMmsgBatch(relayBatchSize, 4), out: newSendBatch(relayBatchSize)}
+	return &relayBatch{in: newMmsgBatch(relayBatchSize, 4), out: newSendBatch(relayBatchSize), w: newBatchWriter()}
 }}
 
 // readBatched is relayConn.ReadFrom for host sockets: channel traffic is
@@ -322,25 +324,52 @@ func (c *relayConn) refill() error {
 		relayBatches.Put(c.batch)
 		c.batch = nil
 	}
-	var rb *relayBatch
-	n, err := c.raw.readWith(func() *mmsgBatch {
-		if rb == nil {
-			rb = relayBatches.Get().(*relayBatch)
-		}
-		return rb.in
-	}, func() {
-		relayBatches.Put(rb)
-		rb = nil
-	})
-	if err != nil {
-		if rb != nil {
-			relayBatches.Put(rb)
+	if err := c.raw.read(c.readStep); err != nil {
+		if c.reading != nil {
+			relayBatches.Put(c.reading)
+			c.reading = nil
 		}
 		return err
 	}
-	c.batch, c.next, c.count = rb, 0, n
+	if c.readErr != nil {
+		relayBatches.Put(c.reading)
+		c.reading = nil
+		return c.readErr
+	}
+	c.batch, c.next, c.count = c.reading, 0, c.readN
+	c.reading = nil
 	c.now = c.s.cfg.Now()
 	return nil
+}
+
+// readOnce is one non-blocking recvmmsg into a pooled batch, which goes
+// back to the pool when the socket has nothing, so a waiting allocation
+// holds no buffer.
+func (c *relayConn) readOnce(fd uintptr) bool {
+	if c.reading == nil {
+		c.reading = relayBatches.Get().(*relayBatch)
+	}
+	n, errno := c.reading.in.recv(fd)
+	if errno == syscall.EAGAIN {
+		relayBatches.Put(c.reading)
+		c.reading = nil
+		return false
+	}
+	c.readN, c.readErr = readResult(n, errno)
+	return true
+}
+
+// readResult turns a recvmmsg result into a count and an error: an error
+// the socket reports from an earlier ICMP message is not the socket's
+// end, so it reads as an empty batch.
+func readResult(n int, errno syscall.Errno) (int, error) {
+	switch errno {
+	case 0:
+		return n, nil
+	case syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH:
+		return 0, nil
+	}
+	return 0, errno
 }
 
 // queueToClient turns datagram i of the batch into a ChannelData frame in
@@ -375,7 +404,7 @@ func (c *relayConn) flushClient() {
 	}
 	if c.outCount > 0 {
 		c.s.fastToClient.Add(uint64(c.outCount))
-		c.outRoute.via.raw.write(c.batch.out, c.outCount) //nolint:errcheck // a closed listener drops them, as pion's WriteTo would.
+		c.batch.w.write(c.outRoute.via.raw, c.batch.out, c.outCount) //nolint:errcheck // a closed listener drops them, as pion's WriteTo would.
 	}
 	c.outCount, c.outRoute = 0, nil
 }

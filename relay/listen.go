@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -44,6 +45,10 @@ type listenConn struct {
 	pending     []peerSend
 	sendPeers   *mmsgBatch
 	now         time.Time // when the batch was read, for the bandwidth cap
+	readStep    func(fd uintptr) bool
+	readN       int
+	readErr     error
+	writer      *batchWriter // for sends to peers
 }
 
 func newListenConn(pc net.PacketConn, s *Server) *listenConn {
@@ -57,6 +62,8 @@ func newListenConn(pc net.PacketConn, s *Server) *listenConn {
 		c.rb = newMmsgBatch(listenBatch, 0)
 		c.sendPeers = newSendBatch(listenBatch)
 		c.pending = make([]peerSend, 0, listenBatch)
+		c.readStep = c.readOnce
+		c.writer = newBatchWriter()
 	} else {
 		c.batched = false
 		c.in = newBatchReader(pc, listenBatch)
@@ -80,6 +87,16 @@ func (c *listenConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// readOnce is one non-blocking recvmmsg into the listener's batch.
+func (c *listenConn) readOnce(fd uintptr) bool {
+	n, errno := c.rb.recv(fd)
+	if errno == syscall.EAGAIN {
+		return false
+	}
+	c.readN, c.readErr = readResult(n, errno)
+	return true
+}
+
 // read returns the next datagram pion must see.
 func (c *listenConn) read(p []byte) (int, net.Addr, error) {
 	if !c.batched {
@@ -88,10 +105,13 @@ func (c *listenConn) read(p []byte) (int, net.Addr, error) {
 	for {
 		if c.next == c.count {
 			c.flushPeers()
-			n, err := c.raw.readWith(func() *mmsgBatch { return c.rb }, func() {})
-			if err != nil {
+			if err := c.raw.read(c.readStep); err != nil {
 				return 0, nil, err
 			}
+			if c.readErr != nil {
+				return 0, nil, c.readErr
+			}
+			n := c.readN
 			c.next, c.count = 0, n
 			if n > 0 {
 				c.now = c.s.cfg.Now()

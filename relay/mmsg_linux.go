@@ -217,57 +217,57 @@ func newRawSocket(pc net.PacketConn) (rawSocket, bool) {
 	return rawSocket{rc: rc, v6: family == unix.AF_INET6}, true
 }
 
-// readWith fills a batch from the socket, waiting (in the runtime's
-// poller, without holding a thread) until at least one datagram is there.
-// get supplies the batch for each attempt; put is called when an attempt
-// found nothing, so a pooled batch need not be held while the socket
-// waits.
-func (s rawSocket) readWith(get func() *mmsgBatch, put func()) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		n, errno = get().recv(fd)
-		if errno == unix.EAGAIN {
-			put()
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
+// read runs step on the socket's descriptor until it reports done,
+// waiting in the runtime's poller (without holding a thread) while it
+// does not: step does one non-blocking recvmmsg and reports EAGAIN as
+// not done. step is a long-lived func value, so a read allocates nothing.
+func (s rawSocket) read(step func(fd uintptr) bool) error {
+	return s.rc.Read(step)
 }
 
-// write sends messages [0, count) of b, waiting while the socket's send
-// buffer is full. Messages the kernel refuses one by one (an unreachable
-// destination, say) are skipped, as a failed sendto would drop them; the
-// result is how many were sent.
-func (s rawSocket) write(b *mmsgBatch, count int) (int, error) {
+// batchWriter sends batches with sendmmsg. It belongs to one goroutine;
+// its step function is made once, so a write allocates nothing.
+type batchWriter struct {
+	b              *mmsgBatch
+	count, i, sent int
+	step           func(fd uintptr) bool
+}
+
+func newBatchWriter() *batchWriter {
+	w := &batchWriter{}
+	w.step = w.send
+	return w
+}
+
+// write sends messages [0, count) of b on s, waiting while the socket's
+// send buffer is full. Messages the kernel refuses one by one (an
+// unreachable destination, say) are skipped, as a failed sendto would
+// drop them, and marked for sentCounts; the result is how many were sent.
+func (w *batchWriter) write(s rawSocket, b *mmsgBatch, count int) (int, error) {
 	for j := range count {
 		b.hdrs[j].n = 0
 	}
-	sent, i := 0, 0
-	err := s.rc.Write(func(fd uintptr) bool {
-		for i < count {
-			n, errno := b.send(fd, i, count)
-			switch {
-			case errno == unix.EAGAIN:
-				return false
-			case errno != 0:
-				b.hdrs[i].n = sendFailed // drop it and go on
-				i++
-			default:
-				i += n
-				sent += n
-			}
+	w.b, w.count, w.i, w.sent = b, count, 0, 0
+	err := s.rc.Write(w.step)
+	w.b = nil
+	return w.sent, err
+}
+
+func (w *batchWriter) send(fd uintptr) bool {
+	for w.i < w.count {
+		n, errno := w.b.send(fd, w.i, w.count)
+		switch {
+		case errno == unix.EAGAIN:
+			return false
+		case errno != 0:
+			w.b.hdrs[w.i].n = sendFailed // drop it and go on
+			w.i++
+		default:
+			w.i += n
+			w.sent += n
 		}
-		return true
-	})
-	return sent, err
+	}
+	return true
 }
 
 // sendFailed marks a message of a send batch the kernel refused.

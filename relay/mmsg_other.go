@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 )
 
 // Batched socket I/O (recvmmsg/sendmmsg) is Linux only; elsewhere every
@@ -28,10 +29,18 @@ func (b *mmsgBatch) from(i int) netip.AddrPort                            { retu
 func (b *mmsgBatch) scope(i int) uint32                                   { return 0 }
 func (b *mmsgBatch) set(i int, p []byte, to netip.AddrPort, v6 bool) bool { return false }
 func (b *mmsgBatch) sentCounts(k int) (pkts, bytes int)                   { return 0, 0 }
+func (b *mmsgBatch) recv(fd uintptr) (int, syscall.Errno)                 { return 0, syscall.EINVAL }
 
 type rawSocket struct{ v6 bool }
 
 func newRawSocket(net.PacketConn) (rawSocket, bool) { return rawSocket{}, false }
 
-func (s rawSocket) readWith(get func() *mmsgBatch, put func()) (int, error) { return 0, errNoBatchIO }
-func (s rawSocket) write(b *mmsgBatch, count int) (int, error)              { return 0, errNoBatchIO }
+func (s rawSocket) read(step func(fd uintptr) bool) error { return errNoBatchIO }
+
+type batchWriter struct{}
+
+func newBatchWriter() *batchWriter { return &batchWriter{} }
+
+func (w *batchWriter) write(s rawSocket, b *mmsgBatch, count int) (int, error) {
+	return 0, errNoBatchIO
+}

@@ -145,6 +145,10 @@ type relayConn struct {
 
 	// Used by pion's read loop for this socket only.
 	batch       *relayBatch // being handled; nil between batches
+	reading     *relayBatch // taken by readStep for a recvmmsg
+	readN       int         // what readStep read
+	readErr     error
+	readStep    func(fd uintptr) bool
 	next, count int
 	now         time.Time // when the batch was read, for the bandwidth cap
 	inPkts      int       // datagrams of the batch counted so far, not yet added up
@@ -178,6 +182,7 @@ func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *re
 	c.chans.Store(&channelSet{})
 	if batchIO {
 		c.raw, c.batched = newRawSocket(pc)
+		c.readStep = c.readOnce
 	}
 	s.relays.Store(c.key, c)
 	s.usage.add(c)
