@@ -242,7 +242,7 @@ func (f *frontDoor) forwardStateless(req *siplib.Request, ua *net.UDPAddr) bool 
 		// Loose routing on to another proxy: rare, stateful path.
 		return false
 	}
-	tok, err := decodeDialogToken(token, s.tokenKey)
+	tok, err := s.decodeToken(token)
 	if err != nil {
 		return false
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strings"
 )
 
@@ -31,16 +32,17 @@ func encodeFlow(f Flow) string {
 }
 
 func decodeFlow(s string) (Flow, bool) {
-	parts := strings.Split(s, "|")
-	if len(parts) != 3 || parts[1] == "" {
+	tr, rest, ok1 := strings.Cut(s, "|")
+	src, local, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 || src == "" || strings.Contains(local, "|") {
 		return Flow{}, false
 	}
-	switch parts[0] {
+	switch tr {
 	case "udp", "tcp", "tls", "ws":
 	default:
 		return Flow{}, false
 	}
-	return Flow{Transport: parts[0], Source: parts[1], Local: parts[2]}, true
+	return Flow{Transport: tr, Source: src, Local: local}, true
 }
 
 func (t dialogToken) encode(key []byte) string {
@@ -52,6 +54,21 @@ func (t dialogToken) encode(key []byte) string {
 }
 
 func decodeDialogToken(s string, key []byte) (dialogToken, error) {
+	return decodeDialogTokenWith(s, hmac.New(sha256.New, key))
+}
+
+// decodeToken is decodeDialogToken with an HMAC state from the server's
+// pool: in-dialog requests decode a token each.
+func (srv *Server) decodeToken(s string) (dialogToken, error) {
+	m := srv.macs.p.Get().(hash.Hash)
+	t, err := decodeDialogTokenWith(s, m)
+	srv.macs.p.Put(m)
+	return t, err
+}
+
+// decodeDialogTokenWith checks and decodes a token with m, an
+// HMAC-SHA256 keyed with the server secret (reset here).
+func decodeDialogTokenWith(s string, m hash.Hash) (dialogToken, error) {
 	var t dialogToken
 	if len(s) > maxTokenLen {
 		return t, errBadToken
@@ -60,28 +77,33 @@ func decodeDialogToken(s string, key []byte) (dialogToken, error) {
 	if !ok {
 		return t, errBadToken
 	}
-	body, err := base64.RawURLEncoding.DecodeString(b64)
+	var bodyBuf [maxTokenLen]byte
+	n, err := base64.RawURLEncoding.Decode(bodyBuf[:], []byte(b64))
 	if err != nil {
 		return t, errBadToken
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(sig64)
-	if err != nil || len(sig) != 12 {
+	body := bodyBuf[:n]
+	var sigBuf [maxTokenLen]byte
+	n, err = base64.RawURLEncoding.Decode(sigBuf[:], []byte(sig64))
+	if err != nil || n != 12 {
 		return t, errBadToken
 	}
-	m := hmac.New(sha256.New, key)
+	m.Reset()
 	m.Write(body)
-	if !hmac.Equal(m.Sum(nil)[:12], sig) {
+	var sum [sha256.Size]byte
+	if !hmac.Equal(m.Sum(sum[:0])[:12], sigBuf[:12]) {
 		return t, errBadToken
 	}
-	parts := strings.Split(string(body), "\n")
-	if len(parts) != 3 {
+	fromTag, rest, ok1 := strings.Cut(string(body), "\n")
+	caller, callee, ok2 := strings.Cut(rest, "\n")
+	if !ok1 || !ok2 || strings.Contains(callee, "\n") {
 		return t, errBadToken
 	}
-	t.FromTag = parts[0]
-	if t.Caller, ok = decodeFlow(parts[1]); !ok {
+	t.FromTag = fromTag
+	if t.Caller, ok = decodeFlow(caller); !ok {
 		return t, errBadToken
 	}
-	if t.Callee, ok = decodeFlow(parts[2]); !ok {
+	if t.Callee, ok = decodeFlow(callee); !ok {
 		return t, errBadToken
 	}
 	return t, nil

@@ -222,7 +222,7 @@ func (s *Server) looped(req *siplib.Request) bool {
 func (s *Server) routeInDialog(req *siplib.Request, tx siplib.ServerTransaction, token string, hadRoute bool) {
 	var tok *dialogToken
 	if token != "" {
-		if t, err := decodeDialogToken(token, s.tokenKey); err == nil {
+		if t, err := s.decodeToken(token); err == nil {
 			tok = &t
 		} else {
 			s.log.Debug("in-dialog request with a bad flow token", "method", req.Method, "from", req.Source())
@@ -301,7 +301,7 @@ func (s *Server) handleAck(req *siplib.Request, _ siplib.ServerTransaction) {
 	}
 	token, _ := s.popOurRoutes(req)
 	var tg target
-	t, tokErr := decodeDialogToken(token, s.tokenKey)
+	t, tokErr := s.decodeToken(token)
 	switch {
 	case req.Route() != nil:
 		if token == "" || tokErr != nil {
