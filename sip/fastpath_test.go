@@ -339,3 +339,34 @@ func TestMalformedResponseToAForwardedRequestIsCountedNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// FuzzToStatefulBranch checks the raw Via scan against sipgo's parse. A
+// response the scan claims skips the front door's parse and goes to
+// sipgo's transaction layer, so the scan must never claim one whose
+// parsed top Via is a stateless branch of ours (that relay would be
+// lost); a response it misses is merely parsed twice.
+func FuzzToStatefulBranch(f *testing.F) {
+	for _, s := range []string{
+		"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=" + branchPrefix + "0011aabb;rport\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+		"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP 127.0.0.1;branch=" + statelessBranchPrefix + "00, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+		"SIP/2.0 200 OK\r\nVIA : SIP/2.0/UDP 127.0.0.1;rport;branch=" + branchPrefix + "ping1-0\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;BRANCH=" + branchPrefix + "ab\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := toStatefulBranch(data)
+		m, err := siplib.ParseMessage(append([]byte(nil), data...))
+		if err != nil {
+			return
+		}
+		res, ok := m.(*siplib.Response)
+		if !ok || res.Via() == nil {
+			return
+		}
+		br, _ := res.Via().Params.Get("branch")
+		if got && strings.HasPrefix(br, statelessBranchPrefix) {
+			t.Fatalf("scan claims a response to a stateless forward (branch %q)", br)
+		}
+	})
+}
