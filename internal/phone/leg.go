@@ -234,8 +234,12 @@ func (l *Leg) PlainOffer() ([]byte, error) {
 	if l.local != nil {
 		d.SessionID, d.SessionVersion = l.local.SessionID, l.local.SessionVersion+1
 	}
-	// A new transport address: new keys (RFC 4568 §7.1.4).
-	if err := l.offerCryptoLocked(d); err != nil {
+	// Same keys as the first offer: no packet went out under them yet,
+	// and phones without ICE may not take new keys in a re-INVITE
+	// (baresip 1.0 keeps decrypting with the first key it got).
+	if l.local != nil && len(l.offered) > 0 {
+		d.Proto, d.Crypto = l.local.Proto, l.offered
+	} else if err := l.offerCryptoLocked(d); err != nil {
 		return nil, err
 	}
 	l.local = d
@@ -521,10 +525,10 @@ func (l *Leg) HandleOffer(ctx context.Context, offer []byte) ([]byte, error) {
 		l.mu.Unlock()
 		return nil, err
 	}
+	// An ICE restart renews our key (the peer's offer brings its own);
+	// anything else keeps it unless the peer changed its own, since
+	// phones without ICE may not take new keys mid-call (see PlainOffer).
 	restart := s != nil && od.HasICE() && prev != nil && (od.Ufrag != prev.Ufrag || od.Pwd != prev.Pwd)
-	if l.plain != nil && prev != nil && (od.Address != prev.Address || od.Port != prev.Port) {
-		restart = true // a new transport address: new keys
-	}
 	ours, theirs, err := l.answerCryptoLocked(od, restart)
 	if err != nil {
 		l.mu.Unlock()

@@ -220,8 +220,12 @@ func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
 	if a.UsesICE() || b.UsesICE() {
 		t.Error("a leg still uses ICE")
 	}
-	// The plain sockets carry SRTP all the same: the re-offer had fresh
-	// keys, and what arrives decrypts.
+	// The plain sockets carry SRTP all the same: the re-offer repeats the
+	// first offer's keys (nothing was sent under them yet), and what
+	// arrives decrypts.
+	if rd, _ := ice.Parse(re); len(rd.Crypto) != 3 || string(rd.Crypto[0].Key) != string(od.Crypto[0].Key) {
+		t.Error("the plain re-offer does not repeat the first offer's keys")
+	}
 	waitForLeg(t, 10*time.Second, "SRTP both ways", func() bool {
 		return a.Stats().Unprotected > 0 && b.Stats().Unprotected > 0
 	})

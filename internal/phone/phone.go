@@ -86,6 +86,10 @@ type MediaOptions struct {
 // servers and policy, local address and network. The conference helper
 // runs one per participant.
 func (p *Phone) NewLeg(opts MediaOptions, controlling bool) (*Leg, error) {
+	return p.newLeg(opts, controlling, p.cfg.SRTP)
+}
+
+func (p *Phone) newLeg(opts MediaOptions, controlling bool, mode SRTPMode) (*Leg, error) {
 	ic, err := p.cfg.ICEConfig(p.serverIP)
 	if err != nil {
 		return nil, err
@@ -99,7 +103,7 @@ func (p *Phone) NewLeg(opts MediaOptions, controlling bool) (*Leg, error) {
 		LocalIP: p.cfg.LocalIP,
 		Net:     p.cfg.Net,
 		Media:   media.Config{Source: src, Sink: opts.Sink, OnDTMF: opts.OnDTMF},
-		SRTP:    p.cfg.SRTP,
+		SRTP:    mode,
 		Logger:  p.log,
 	}, controlling), nil
 }
@@ -109,26 +113,25 @@ func (p *Phone) NewLeg(opts MediaOptions, controlling bool) (*Leg, error) {
 // "call bob@example.org: 480 Temporarily Unavailable: user offline",
 // "ICE failed: ...".
 func (p *Phone) Call(ctx context.Context, target string, opts MediaOptions) (*Call, error) {
-	leg, err := p.NewLeg(opts, true)
-	if err != nil {
-		return nil, err
-	}
-	offer, err := leg.Offer(ctx)
-	if err != nil {
-		leg.Close()
-		return nil, err
-	}
 	var start time.Time
-	sc, err := p.ua.Invite(ctx, target, offer, ua.InviteOptions{
+	iopts := ua.InviteOptions{
 		OnSent: func() {
 			if start.IsZero() {
 				start = time.Now()
 			}
 		},
 		OnProgress: func(code int, reason string) { p.log.Info("progress", "code", code, "reason", reason) },
-	})
+	}
+	leg, sc, err := p.invite(ctx, target, opts, p.cfg.SRTP, iopts)
+	if is488(err) && p.cfg.SRTP == SRTPOptional {
+		// A phone that requires SRTP may refuse best-effort SRTP, whose
+		// m-line says RTP/AVP (baresip's srtp-mand answers 488): offer
+		// RTP/SAVP in a new INVITE. A phone that refused for another
+		// reason refuses again.
+		p.log.Info("488 to our best-effort SRTP offer; offering RTP/SAVP")
+		leg, sc, err = p.invite(ctx, target, opts, SRTPMandatory, iopts)
+	}
 	if err != nil {
-		leg.Close()
 		return nil, p.explain488(err)
 	}
 	c := p.newCall(sc, leg, start)
@@ -284,6 +287,31 @@ func (p *Phone) Close() error {
 	return p.ua.Close()
 }
 
+// invite offers a new leg with SRTP mode to target; on failure the leg is
+// closed.
+func (p *Phone) invite(ctx context.Context, target string, opts MediaOptions, mode SRTPMode, iopts ua.InviteOptions) (*Leg, *ua.Call, error) {
+	leg, err := p.newLeg(opts, true, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	offer, err := leg.Offer(ctx)
+	if err != nil {
+		leg.Close()
+		return nil, nil, err
+	}
+	sc, err := p.ua.Invite(ctx, target, offer, iopts)
+	if err != nil {
+		leg.Close()
+		return nil, nil, err
+	}
+	return leg, sc, nil
+}
+
+func is488(err error) bool {
+	var se *ua.StatusError
+	return errors.As(err, &se) && se.Code == 488
+}
+
 // explain488 adds what a 488 to our INVITE most likely means given our
 // SRTP setting: the other phone refuses what we offered.
 func (p *Phone) explain488(err error) error {
@@ -297,7 +325,7 @@ func (p *Phone) explain488(err error) error {
 	case SRTPOff:
 		return fmt.Errorf("%w (we offered unencrypted media because of --srtp off; the other phone may require SRTP)", err)
 	}
-	return fmt.Errorf("%w (the other phone took neither our codecs, PCMU/PCMA, nor our media transport)", err)
+	return fmt.Errorf("%w (the other phone took neither our codecs, PCMU/PCMA, nor our media transport, plain or SRTP)", err)
 }
 
 // routeOf maps a leg's route to the stats' fields.

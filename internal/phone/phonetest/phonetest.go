@@ -31,14 +31,38 @@ type Server struct {
 	Store *store.Store
 	// Metrics is the registry both report into.
 	Metrics *prometheus.Registry
-	// SIPAddr and TURNAddr are "127.0.0.1:port".
+	// SIPAddr and TURNAddr are "IP:port" (127.0.0.1 unless Options.Addr).
 	SIPAddr, TURNAddr string
 }
 
-// Start starts a server with accounts for users and stops it at the end
-// of the test or benchmark.
+// Start starts a server with accounts for users on loopback and stops it
+// at the end of the test or benchmark.
 func Start(tb testing.TB, users []string, log *slog.Logger) *Server {
 	tb.Helper()
+	return StartWith(tb, users, log, Options{})
+}
+
+// Options place and tune the server.
+type Options struct {
+	// Addr is the IPv4 address both listen on; empty means 127.0.0.1.
+	// The relay admits peers in its /24 (or loopback for the default).
+	Addr string
+	// Algorithms are the digest algorithms the registrar challenges with;
+	// nil means its default (MD5, then SHA-256).
+	Algorithms []string
+}
+
+// StartWith is Start with Options.
+func StartWith(tb testing.TB, users []string, log *slog.Logger, opts Options) *Server {
+	tb.Helper()
+	addr, peers := "127.0.0.1", netip.MustParsePrefix("127.0.0.0/8")
+	if opts.Addr != "" {
+		ip, err := netip.ParseAddr(opts.Addr)
+		if err != nil || !ip.Is4() {
+			tb.Fatalf("phonetest: address %q: want IPv4", opts.Addr)
+		}
+		addr, peers = opts.Addr, netip.PrefixFrom(ip, 24).Masked()
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -55,8 +79,8 @@ func Start(tb testing.TB, users []string, log *slog.Logger) *Server {
 	rs, err := relay.New(relay.Config{
 		Realm:      Realm,
 		Users:      relay.StoreUsers(st, Realm),
-		Listeners:  []relay.Listener{{Network: "udp", Addr: "127.0.0.1:0"}},
-		AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Listeners:  []relay.Listener{{Network: "udp", Addr: addr + ":0"}},
+		AllowPeers: []netip.Prefix{peers},
 		Logger:     log,
 		Metrics:    reg,
 	})
@@ -65,12 +89,13 @@ func Start(tb testing.TB, users []string, log *slog.Logger) *Server {
 		tb.Fatal(err)
 	}
 	srv, err := sip.New(sip.Config{
-		Realm:     Realm,
-		Listeners: []sip.Listener{{Transport: "udp", Addr: "127.0.0.1:0"}},
-		Store:     st,
-		Logger:    log,
-		Metrics:   reg,
-		RateLimit: sip.RateLimit{PerSecond: -1},
+		Realm:      Realm,
+		Listeners:  []sip.Listener{{Transport: "udp", Addr: addr + ":0"}},
+		Algorithms: opts.Algorithms,
+		Store:      st,
+		Logger:     log,
+		Metrics:    reg,
+		RateLimit:  sip.RateLimit{PerSecond: -1},
 	})
 	if err != nil {
 		rs.Close()
