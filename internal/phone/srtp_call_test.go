@@ -375,3 +375,83 @@ func TestSRTPCallDropsReplayedAndTamperedPackets(t *testing.T) {
 		}
 	}
 }
+
+// A callee that requires SRTP but refuses best-effort offers (RTP/AVP with
+// a=crypto), as baresip's srtp-mand does, answers 488; the default caller
+// then offers RTP/SAVP in a second INVITE and the call is SRTP.
+func TestSRTPOptionalRetriesAsSAVPAfter488(t *testing.T) {
+	srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
+	alice := srv.NewPhone(t, srv.PhoneConfig("alice"))
+	bcfg := srv.PhoneConfig("bob")
+	bcfg.SRTP = phone.SRTPMandatory
+	bob := srv.NewPhone(t, bcfg)
+
+	type result struct {
+		protos []string
+		call   *ua.Call
+		leg    *phone.Leg
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() { done <- r }()
+		for len(r.protos) < 2 {
+			ic, err := bob.SIP().Accept(ctxFor(t, 15*time.Second))
+			if err != nil {
+				r.err = err
+				return
+			}
+			d, err := ice.Parse(ic.Offer())
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.protos = append(r.protos, d.Proto)
+			if !ice.SDESProto(d.Proto) {
+				ic.Reject(488, "Not Acceptable Here")
+				continue
+			}
+			leg, err := bob.NewLeg(phone.MediaOptions{Source: media.NewToneSource(1000, 0)}, false)
+			if err != nil {
+				r.err = err
+				return
+			}
+			ans, err := leg.Answer(ctxFor(t, 10*time.Second), ic.Offer())
+			if err != nil {
+				leg.Close()
+				r.err = err
+				return
+			}
+			if r.call, err = ic.Answer(ctxFor(t, 10*time.Second), ans); err != nil {
+				leg.Close()
+				r.err = err
+				return
+			}
+			r.leg = leg
+			r.err = leg.Connect(ctxFor(t, 10*time.Second))
+			return
+		}
+	}()
+	ac, err := alice.Call(ctxFor(t, 20*time.Second), "bob", phone.MediaOptions{Source: media.NewToneSource(440, 0)})
+	r := <-done
+	if r.leg != nil {
+		defer r.leg.Close()
+	}
+	if err != nil {
+		t.Fatalf("call: %v (callee saw %v, %v)", err, r.protos, r.err)
+	}
+	defer ac.Hangup(context.Background())
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !slices.Equal(r.protos, []string{"RTP/AVP", "RTP/SAVP"}) {
+		t.Errorf("offers seen by the callee: %v, want best effort then RTP/SAVP", r.protos)
+	}
+	waitFor(t, 10*time.Second, "SRTP both ways", func() bool {
+		return ac.Stats().Unprotected >= 20 && r.leg.Stats().Unprotected >= 20
+	})
+	if e := ac.Stats().Encryption; e != "srtp "+ice.SuiteAES128SHA1_80 {
+		t.Errorf("caller's media %q", e)
+	}
+}
