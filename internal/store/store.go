@@ -267,6 +267,20 @@ func (s *Store) Users() ([]User, error) {
 	return out, err
 }
 
+// HasUsers reports whether any account exists. Unlike Users it reads one
+// page of the database, not every account: serve asks this at start-up,
+// and reading 10,000 accounts there costs time and maps megabytes of the
+// file into memory for nothing.
+func (s *Store) HasUsers() (bool, error) {
+	has := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketUsers).Cursor().First()
+		has = k != nil
+		return nil
+	})
+	return has, err
+}
+
 // RemoveUser deletes an account.
 func (s *Store) RemoveUser(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {

@@ -78,3 +78,26 @@ func FuzzDecodeUser(f *testing.F) {
 		}
 	})
 }
+
+func TestHasUsers(t *testing.T) {
+	st, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if has, err := st.HasUsers(); err != nil || has {
+		t.Fatalf("empty store: %v, %v", has, err)
+	}
+	if err := st.AddUser("alice", "punchline", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := st.HasUsers(); err != nil || !has {
+		t.Fatalf("store with alice: %v, %v", has, err)
+	}
+	if err := st.RemoveUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := st.HasUsers(); has {
+		t.Fatal("store without accounts reports some")
+	}
+}
