@@ -227,32 +227,32 @@ func (c *listenConn) flushPeers() {
 		if rc == nil {
 			continue // sent with an earlier one's batch
 		}
-		k := 0
+		b := c.sendPeers
+		b.reset()
+		gso := rc.raw.gso()
 		for j := i; j < len(c.pending); j++ {
 			if c.pending[j].rc != rc {
 				continue
 			}
-			if c.sendPeers.set(k, c.pending[j].p, c.pending[j].to, rc.raw.v6) {
-				k++
-			}
+			b.add(c.pending[j].p, c.pending[j].to, gso)
 			c.pending[j].rc = nil
 		}
-		rc.sendToPeers(c.writer, c.sendPeers, k)
+		rc.sendToPeers(b)
 	}
 	clear(c.pending)
 	c.pending = c.pending[:0]
 }
 
-// sendToPeers sends messages [0, k) of b from the relay socket with w and
-// counts what the kernel took.
-func (c *relayConn) sendToPeers(w *batchWriter, b *mmsgBatch, k int) {
-	if k == 0 {
+// sendToPeers sends b from the relay socket and counts what the kernel
+// took.
+func (c *relayConn) sendToPeers(b *sendBatch) {
+	if b.len() == 0 {
 		return
 	}
-	if _, err := w.write(c.raw, b, k); err != nil {
+	if err := b.write(c.raw); err != nil {
 		return // the allocation is closing
 	}
-	pkts, bytes := b.sentCounts(k)
+	pkts, bytes := b.counts()
 	if pkts == 0 {
 		return
 	}
@@ -268,14 +268,14 @@ func (c *relayConn) sendToPeers(w *batchWriter, b *mmsgBatch, k int) {
 const relayBatchSize = 16
 
 // relayBatch is a receive batch with room for a ChannelData header in
-// front of each datagram, and the send batch and writer that pass them on.
+// front of each datagram, and the send batch that passes them on.
 type relayBatch struct {
-	in, out *mmsgBatch
-	w       *batchWriter
+	in  *mmsgBatch
+	out *sendBatch
 }
 
 var relayBatches = sync.Pool{New: func() any {
-	return &relayBatch{in: newMmsgBatch(relayBatchSize, 4), out: newSendBatch(relayBatchSize), w: newBatchWriter()}
+	return &relayBatch{in: newMmsgBatch(relayBatchSize, 4), out: newSendBatch(relayBatchSize)}
 }}
 
 // readBatched is relayConn.ReadFrom for host sockets: channel traffic is
@@ -387,10 +387,11 @@ func (c *relayConn) queueToClient(i int, num uint16, n int, route *clientRoute) 
 	if c.outRoute != nil && c.outRoute != route {
 		c.flushClient()
 	}
-	c.outRoute = route
-	if c.batch.out.set(c.outCount, buf[:end], route.to, route.via.raw.v6) {
-		c.outCount++
+	if c.outRoute == nil {
+		c.outRoute = route
+		c.batch.out.reset()
 	}
+	c.batch.out.add(buf[:end], route.to, route.via.raw.gso())
 }
 
 // flushClient sends the queued ChannelData frames to the client in one
@@ -402,11 +403,11 @@ func (c *relayConn) flushClient() {
 		c.relayed.Add(uint64(c.inBytes))
 		c.inPkts, c.inBytes = 0, 0
 	}
-	if c.outCount > 0 {
-		c.s.fastToClient.Add(uint64(c.outCount))
-		c.batch.w.write(c.outRoute.via.raw, c.batch.out, c.outCount) //nolint:errcheck // a closed listener drops them, as pion's WriteTo would.
+	if c.outRoute != nil && c.batch.out.len() > 0 {
+		c.s.fastToClient.Add(uint64(c.batch.out.len()))
+		c.batch.out.write(c.outRoute.via.raw) //nolint:errcheck // a closed listener drops them, as pion's WriteTo would.
 	}
-	c.outCount, c.outRoute = 0, nil
+	c.outRoute = nil
 }
 
 // udpAddrFrom builds the net.Addr pion is handed for a datagram that takes

@@ -116,6 +116,17 @@ func TestFastPathRelaysBurstsExactly(t *testing.T) {
 	if got := r.srv.fastToClient.Load(); got < 2*n-2 {
 		t.Errorf("fast path relayed %d datagrams to clients, want at least %d", got, 2*n-2)
 	}
+	// Loopback takes UDP GSO, so no socket may have fallen back.
+	r.srv.relays.Range(func(_, v any) bool {
+		rc := v.(*relayConn)
+		if !rc.raw.gso() {
+			t.Errorf("relay socket %s gave up GSO", rc.key)
+		}
+		if route := rc.route.Load(); route != nil && !route.via.raw.gso() {
+			t.Errorf("listener %s gave up GSO", route.via.LocalAddr())
+		}
+		return true
+	})
 }
 
 // TestExpiredChannelFallsBackToPion lets a channel expire while its

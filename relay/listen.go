@@ -43,12 +43,11 @@ type listenConn struct {
 	rb          *mmsgBatch
 	next, count int
 	pending     []peerSend
-	sendPeers   *mmsgBatch
+	sendPeers   *sendBatch
 	now         time.Time // when the batch was read, for the bandwidth cap
 	readStep    func(fd uintptr) bool
 	readN       int
 	readErr     error
-	writer      *batchWriter // for sends to peers
 }
 
 func newListenConn(pc net.PacketConn, s *Server) *listenConn {
@@ -63,7 +62,6 @@ func newListenConn(pc net.PacketConn, s *Server) *listenConn {
 		c.sendPeers = newSendBatch(listenBatch)
 		c.pending = make([]peerSend, 0, listenBatch)
 		c.readStep = c.readOnce
-		c.writer = newBatchWriter()
 	} else {
 		c.batched = false
 		c.in = newBatchReader(pc, listenBatch)

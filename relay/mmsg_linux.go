@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -23,11 +24,11 @@ type mmsghdr struct {
 // enough for sockaddr_in6.
 type sockName [unix.SizeofSockaddrInet6]byte
 
-// mmsgBatch holds the kernel-facing arrays for one recvmmsg or sendmmsg:
-// headers, I/O vectors and addresses, all allocated once, so a batch
-// costs no allocation per datagram. headroom bytes are kept in front of
-// each received datagram, so a ChannelData header can be put there
-// without copying the payload.
+// mmsgBatch holds the kernel-facing arrays for one recvmmsg: headers, I/O
+// vectors and addresses, all allocated once, so a batch costs no
+// allocation per datagram. headroom bytes are kept in front of each
+// received datagram, so a ChannelData header can be put there without
+// copying the payload.
 type mmsgBatch struct {
 	hdrs     []mmsghdr
 	iovs     []unix.Iovec
@@ -48,16 +49,6 @@ func newMmsgBatch(size, headroom int) *mmsgBatch {
 		b.bufs[i] = make([]byte, headroom+maxDatagram+channelPad)
 	}
 	return b
-}
-
-// newSendBatch is a batch for sendmmsg only: its messages point at
-// buffers owned elsewhere.
-func newSendBatch(size int) *mmsgBatch {
-	return &mmsgBatch{
-		hdrs:  make([]mmsghdr, size),
-		iovs:  make([]unix.Iovec, size),
-		names: make([]sockName, size),
-	}
 }
 
 // channelPad is the room after a datagram for ChannelData padding.
@@ -152,42 +143,14 @@ func encodeName(n *sockName, ap netip.AddrPort, v6 bool) uint32 {
 	return unix.SizeofSockaddrInet6
 }
 
-// set fills message i of a send batch.
-func (b *mmsgBatch) set(i int, p []byte, to netip.AddrPort, v6 bool) bool {
-	l := encodeName(&b.names[i], to, v6)
-	if l == 0 || len(p) == 0 {
-		return false
-	}
-	b.iovs[i].Base = &p[0]
-	b.iovs[i].SetLen(len(p))
-	h := &b.hdrs[i].hdr
-	h.Name = &b.names[i][0]
-	h.Namelen = l
-	h.Iov = &b.iovs[i]
-	h.SetIovlen(1)
-	h.Control = nil
-	h.SetControllen(0)
-	h.Flags = 0
-	return true
-}
-
-// send sends messages [from, to) of the batch with sendmmsg and returns
-// how many the kernel took.
-func (b *mmsgBatch) send(fd uintptr, from, to int) (int, syscall.Errno) {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[from])),
-			uintptr(to-from), unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		return int(r), e
-	}
-}
-
 // rawSocket is a host UDP socket's descriptor access for batched I/O.
 type rawSocket struct {
 	rc syscall.RawConn
 	v6 bool // AF_INET6 (possibly dual-stack): IPv4 peers are written mapped
+	// noGSO is set once the kernel refused a UDP_SEGMENT send on this
+	// socket (a route whose device cannot checksum, say); from then on
+	// every datagram is its own message.
+	noGSO *atomic.Bool
 }
 
 // newRawSocket returns the raw access to pc, or ok=false when pc is not a
@@ -214,7 +177,7 @@ func newRawSocket(pc net.PacketConn) (rawSocket, bool) {
 	}); err != nil || serr != nil {
 		return rawSocket{}, false
 	}
-	return rawSocket{rc: rc, v6: family == unix.AF_INET6}, true
+	return rawSocket{rc: rc, v6: family == unix.AF_INET6, noGSO: new(atomic.Bool)}, true
 }
 
 // read runs step on the socket's descriptor until it reports done,
@@ -223,66 +186,6 @@ func newRawSocket(pc net.PacketConn) (rawSocket, bool) {
 // not done. step is a long-lived func value, so a read allocates nothing.
 func (s rawSocket) read(step func(fd uintptr) bool) error {
 	return s.rc.Read(step)
-}
-
-// batchWriter sends batches with sendmmsg. It belongs to one goroutine;
-// its step function is made once, so a write allocates nothing.
-type batchWriter struct {
-	b              *mmsgBatch
-	count, i, sent int
-	step           func(fd uintptr) bool
-}
-
-func newBatchWriter() *batchWriter {
-	w := &batchWriter{}
-	w.step = w.send
-	return w
-}
-
-// write sends messages [0, count) of b on s, waiting while the socket's
-// send buffer is full. Messages the kernel refuses one by one (an
-// unreachable destination, say) are skipped, as a failed sendto would
-// drop them, and marked for sentCounts; the result is how many were sent.
-func (w *batchWriter) write(s rawSocket, b *mmsgBatch, count int) (int, error) {
-	for j := range count {
-		b.hdrs[j].n = 0
-	}
-	w.b, w.count, w.i, w.sent = b, count, 0, 0
-	err := s.rc.Write(w.step)
-	w.b = nil
-	return w.sent, err
-}
-
-func (w *batchWriter) send(fd uintptr) bool {
-	for w.i < w.count {
-		n, errno := w.b.send(fd, w.i, w.count)
-		switch {
-		case errno == unix.EAGAIN:
-			return false
-		case errno != 0:
-			w.b.hdrs[w.i].n = sendFailed // drop it and go on
-			w.i++
-		default:
-			w.i += n
-			w.sent += n
-		}
-	}
-	return true
-}
-
-// sendFailed marks a message of a send batch the kernel refused.
-const sendFailed = ^uint32(0)
-
-// sentCounts returns how many of messages [0, k) were sent after a
-// successful write, and their bytes.
-func (b *mmsgBatch) sentCounts(k int) (pkts, bytes int) {
-	for j := range k {
-		if n := b.hdrs[j].n; n != sendFailed {
-			pkts++
-			bytes += int(n)
-		}
-	}
-	return pkts, bytes
 }
 
 // scope returns the IPv6 scope (interface index) datagram i came with.
@@ -296,3 +199,199 @@ func (b *mmsgBatch) scope(i int) uint32 {
 
 // batchIO reports whether batched socket I/O is built in.
 const batchIO = true
+
+// Limits of one UDP GSO message (UDP_SEGMENT, Linux 4.18): the kernel
+// takes at most 64 segments (128 since 6.x) and one IP datagram's worth
+// of payload.
+// Frames above maxGSOSegment are sent alone: a segment and its headers
+// must fit the route's MTU, or the kernel refuses the whole message.
+const (
+	maxGSOSegments = 64
+	maxGSOBytes    = 60000
+	maxGSOSegment  = 1400
+)
+
+// cmsgSegment is the room for one UDP_SEGMENT control message.
+const cmsgSegment = 24 // CMSG_SPACE(sizeof(uint16)) on 64- and 32-bit Linux
+
+// sendBatch builds the messages of one sendmmsg from frames queued with
+// add. Consecutive frames of one size for one destination become one UDP
+// GSO message (UDP_SEGMENT; the last frame of a run may be shorter), which
+// the kernel routes and passes down the stack once and cuts into the
+// original datagrams on the way, so the receiver sees exactly the frames
+// that were queued, in order. It belongs to one goroutine.
+type sendBatch struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec // one per frame, each message a run of them
+	names []sockName
+	ctrl  [][cmsgSegment]byte
+	to    []netip.AddrPort
+	segs  []int // frames per message
+	first []int // index of a message's first frame
+
+	nmsg, nframes int
+	segSize       int  // the open run's frame size
+	closed        bool // the open run got its short last frame
+	runBytes      int
+
+	// write state
+	sock    rawSocket
+	i, sent int
+	refused bool // the kernel refused a GSO message
+	step    func(fd uintptr) bool
+}
+
+func newSendBatch(size int) *sendBatch {
+	b := &sendBatch{
+		hdrs:  make([]mmsghdr, size),
+		iovs:  make([]unix.Iovec, size),
+		names: make([]sockName, size),
+		ctrl:  make([][cmsgSegment]byte, size),
+		to:    make([]netip.AddrPort, size),
+		segs:  make([]int, size),
+		first: make([]int, size),
+	}
+	b.step = b.send
+	return b
+}
+
+func (b *sendBatch) reset() {
+	b.nmsg, b.nframes = 0, 0
+}
+
+// len is the number of frames queued.
+func (b *sendBatch) len() int { return b.nframes }
+
+// full reports whether another frame would not fit.
+func (b *sendBatch) full() bool { return b.nframes == len(b.iovs) }
+
+// add queues frame p for to; gso allows joining it to the open run. The
+// frame's bytes must stay untouched until the batch is written.
+func (b *sendBatch) add(p []byte, to netip.AddrPort, gso bool) {
+	if len(p) == 0 || b.full() {
+		return
+	}
+	gso = gso && len(p) <= maxGSOSegment
+	f := b.nframes
+	b.iovs[f].Base = &p[0]
+	b.iovs[f].SetLen(len(p))
+	b.nframes++
+	if m := b.nmsg - 1; gso && m >= 0 && b.to[m] == to && !b.closed && len(p) <= b.segSize &&
+		b.segs[m] < maxGSOSegments && b.runBytes+len(p) <= maxGSOBytes {
+		b.segs[m]++
+		b.runBytes += len(p)
+		b.closed = len(p) < b.segSize
+		return
+	}
+	m := b.nmsg
+	b.nmsg++
+	b.to[m], b.segs[m], b.first[m] = to, 1, f
+	b.segSize, b.closed, b.runBytes = len(p), false, len(p)
+}
+
+// seal fills the message headers for a socket of the given family.
+func (b *sendBatch) seal(v6 bool) {
+	for m := range b.nmsg {
+		h := &b.hdrs[m].hdr
+		h.Name = &b.names[m][0]
+		h.Namelen = encodeName(&b.names[m], b.to[m], v6)
+		h.Iov = &b.iovs[b.first[m]]
+		h.SetIovlen(b.segs[m])
+		h.Control = nil
+		h.SetControllen(0)
+		h.Flags = 0
+		b.hdrs[m].n = 0
+		if b.segs[m] > 1 {
+			c := &b.ctrl[m]
+			*c = [cmsgSegment]byte{}
+			cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+			cm.Level = unix.SOL_UDP
+			cm.Type = unix.UDP_SEGMENT
+			cm.SetLen(unix.CmsgLen(2))
+			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(b.iovs[b.first[m]].Len))
+			h.Control = &c[0]
+			h.SetControllen(unix.CmsgSpace(2))
+		}
+	}
+}
+
+// splitFrom turns messages m and after into one message per frame.
+func (b *sendBatch) splitFrom(m int) {
+	if m >= b.nmsg {
+		return
+	}
+	first := b.first[m]
+	iovs := make([]unix.Iovec, 0, b.nframes-first) // rare: only when GSO is refused
+	tos := make([]netip.AddrPort, 0, b.nframes-first)
+	for k := m; k < b.nmsg; k++ {
+		for j := range b.segs[k] {
+			iovs = append(iovs, b.iovs[b.first[k]+j])
+			tos = append(tos, b.to[k])
+		}
+	}
+	b.nmsg, b.nframes = m, first
+	for j := range iovs {
+		b.add(unsafe.Slice(iovs[j].Base, iovs[j].Len), tos[j], false)
+	}
+}
+
+// write sends the batch on s, waiting while the socket's send buffer is
+// full. Messages the kernel refuses one by one (an unreachable
+// destination, say) are dropped, as a failed sendto would drop them, and
+// left out of counts; if it refuses GSO, the socket stops using it and the
+// rest goes frame by frame.
+func (b *sendBatch) write(s rawSocket) error {
+	b.seal(s.v6)
+	b.sock, b.i, b.sent = s, 0, 0
+	for {
+		b.refused = false
+		if err := s.rc.Write(b.step); err != nil {
+			return err
+		}
+		if !b.refused {
+			return nil
+		}
+		s.noGSO.Store(true)
+		b.splitFrom(b.i)
+		b.seal(s.v6)
+	}
+}
+
+func (b *sendBatch) send(fd uintptr) bool {
+	for b.i < b.nmsg {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.i])),
+			uintptr(b.nmsg-b.i), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+		case errno == unix.EAGAIN:
+			return false
+		case errno != 0 && b.segs[b.i] > 1 && (errno == unix.EIO || errno == unix.EINVAL || errno == unix.EOPNOTSUPP):
+			b.refused = true
+			return true
+		case errno != 0:
+			b.hdrs[b.i].n = sendFailed // drop it and go on
+			b.i++
+		default:
+			b.i += int(r)
+		}
+	}
+	return true
+}
+
+// sendFailed marks a message the kernel refused.
+const sendFailed = ^uint32(0)
+
+// counts returns how many frames were sent after a successful write, and
+// their bytes.
+func (b *sendBatch) counts() (frames, bytes int) {
+	for m := range b.nmsg {
+		if n := b.hdrs[m].n; n != sendFailed {
+			frames += b.segs[m]
+			bytes += int(n)
+		}
+	}
+	return frames, bytes
+}
+
+// gso reports whether the socket may send UDP GSO messages.
+func (s rawSocket) gso() bool { return !s.noGSO.Load() }

@@ -153,8 +153,7 @@ type relayConn struct {
 	now         time.Time // when the batch was read, for the bandwidth cap
 	inPkts      int       // datagrams of the batch counted so far, not yet added up
 	inBytes     int
-	outCount    int          // frames queued in batch.out
-	outRoute    *clientRoute // where they go
+	outRoute    *clientRoute // where the frames queued in batch.out go; nil: none queued
 
 	closeOnce sync.Once
 	closeErr  error
