@@ -31,7 +31,10 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 	}
 	var creds Credentials
 	var found bool
-	for _, h := range req.GetHeaders(hdr) {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), hdr) {
+			continue
+		}
 		c, err := ParseCredentials(h.Value())
 		if err != nil {
 			s.metrics.authFailures.Inc()
@@ -173,7 +176,10 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 	}
 	var changes []change
 	wildcard := false
-	for _, h := range req.GetHeaders("Contact") {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Contact") {
+			continue
+		}
 		c, ok := h.(*siplib.ContactHeader)
 		if !ok {
 			s.answer(req, tx, 400, "Bad Request", "unreadable Contact")

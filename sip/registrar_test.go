@@ -199,3 +199,24 @@ Max-Forwards: 70
 		t.Fatal("200 without Date or Content-Length: 0")
 	}
 }
+
+func TestRawViaRendersAsSipgo(t *testing.T) {
+	for _, v := range []string{
+		"SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK-1;rport=40123;received=203.0.113.7",
+		"SIP/2.0/TCP [2001:db8::1]:5061;branch=z9hG4bK-2",
+		"SIP/2.0/UDP phone.example;branch=z9hG4bK-3;rport",
+		"SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-4;alias",
+	} {
+		raw := "OPTIONS sip:x@y SIP/2.0\r\nVia: " + v + "\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+		m, err := siplib.ParseMessage([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		via := m.(*siplib.Request).Via()
+		var a rawAnswer
+		a.via(via)
+		if got, want := string(a.b), via.String()+"\r\n"; got != want {
+			t.Errorf("raw %q, sipgo %q", got, want)
+		}
+	}
+}

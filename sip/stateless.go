@@ -260,9 +260,10 @@ func startRawAnswer(req *siplib.Request, code int, phrase string) *rawAnswer {
 	a.b = append(a.b, ' ')
 	a.b = append(a.b, phrase...)
 	a.b = append(a.b, "\r\n"...)
-	for _, h := range req.GetHeaders("Via") {
-		h.StringWrite(a)
-		a.b = append(a.b, "\r\n"...)
+	for _, h := range req.Headers() {
+		if v, ok := h.(*siplib.ViaHeader); ok {
+			a.via(v)
+		}
 	}
 	if h := req.From(); h != nil {
 		h.StringWrite(a)
@@ -288,6 +289,34 @@ func startRawAnswer(req *siplib.Request, code int, phrase string) *rawAnswer {
 		a.b = append(a.b, "\r\n"...)
 	}
 	return a
+}
+
+// via appends a Via header line as sipgo renders it, without the
+// intermediate string sipgo's ViaHeader.StringWrite builds.
+func (a *rawAnswer) via(v *siplib.ViaHeader) {
+	a.b = append(a.b, "Via: "...)
+	a.b = append(a.b, v.ProtocolName...)
+	a.b = append(a.b, '/')
+	a.b = append(a.b, v.ProtocolVersion...)
+	a.b = append(a.b, '/')
+	a.b = append(a.b, v.Transport...)
+	a.b = append(a.b, ' ')
+	if strings.IndexByte(v.Host, ':') >= 0 && !strings.HasPrefix(v.Host, "[") {
+		a.b = append(a.b, '[')
+		a.b = append(a.b, v.Host...)
+		a.b = append(a.b, ']')
+	} else {
+		a.b = append(a.b, v.Host...)
+	}
+	if v.Port > 0 {
+		a.b = append(a.b, ':')
+		a.b = strconv.AppendInt(a.b, int64(v.Port), 10)
+	}
+	if len(v.Params) > 0 {
+		a.b = append(a.b, ';')
+		v.Params.ToStringWrite(';', a)
+	}
+	a.b = append(a.b, "\r\n"...)
 }
 
 // statelessTag is a hash of what identifies a request's transaction.
