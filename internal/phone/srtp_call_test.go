@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -454,4 +455,53 @@ func TestSRTPOptionalRetriesAsSAVPAfter488(t *testing.T) {
 	if e := ac.Stats().Encryption; e != "srtp "+ice.SuiteAES128SHA1_80 {
 		t.Errorf("caller's media %q", e)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the loggers of several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Everything both phones log at debug level during an SRTP call, its hold
+// re-INVITE (which repeats the keys) and its hang-up: the suite is named,
+// no key is.
+func TestSRTPKeysAreNeverLogged(t *testing.T) {
+	srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
+	acfg.Logger, bcfg.Logger = log.With("phone", "alice"), log.With("phone", "bob")
+	alice := srv.NewPhone(t, acfg)
+	bob := srv.NewPhone(t, bcfg)
+	ac, bc := dial(t, alice, bob, phone.MediaOptions{Source: media.NewToneSource(440, 0)}, phone.MediaOptions{})
+	if err := ac.Hold(ctxFor(t, 5*time.Second), true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "some SRTP", func() bool { return bc.Stats().Unprotected > 20 })
+	if err := ac.Hangup(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "srtp "+ice.SuiteAES128SHA1_80) {
+		t.Fatalf("the logs do not name the suite; did logging work?\n%s", out)
+	}
+	for _, leak := range []string{"inline:", "a=crypto"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("the logs hold %q:\n%s", leak, out)
+		}
+	}
+	t.Logf("%d bytes of debug logs, no key material", len(out))
 }
