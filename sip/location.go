@@ -69,10 +69,42 @@ type location struct {
 	dirty map[string]struct{}
 	// count is the total number of bindings; guarded by mu.
 	count int
+	// strs interns the binding fields many bindings share.
+	strs interner
 }
 
 func newLocation() *location {
-	return &location{aors: make(map[string][]Binding), dirty: make(map[string]struct{})}
+	return &location{aors: make(map[string][]Binding), dirty: make(map[string]struct{}),
+		strs: interner{m: make(map[string]string)}}
+}
+
+// interner shares one copy of strings that many bindings hold equal: the
+// listener a flow arrived on, the User-Agent of a fleet of phones of one
+// model. It holds at most internMax strings and starts over when full, so
+// a client sending random User-Agents cannot grow it.
+type interner struct {
+	mu sync.Mutex
+	// m maps a string to its shared copy; guarded by mu.
+	m map[string]string
+}
+
+const internMax = 4096
+
+func (in *interner) intern(s string) string {
+	if s == "" || len(s) > 256 {
+		return s
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if len(in.m) >= internMax {
+		clear(in.m)
+	}
+	s = strings.Clone(s)
+	in.m[s] = s
+	return s
 }
 
 // contactKey is the comparison form of a Contact URI for matching
@@ -125,6 +157,11 @@ func (l *location) update(aor string, fn func(bs []Binding) ([]Binding, bool)) [
 		if len(bs) == 0 {
 			delete(l.aors, aor)
 		} else {
+			if old == nil {
+				// The key outlives the request: give it its own bytes
+				// rather than keep the request's header text alive.
+				aor = strings.Clone(aor)
+			}
 			l.aors[aor] = bs
 		}
 		l.dirty[aor] = struct{}{}
@@ -173,7 +210,13 @@ func (l *location) takeDirty() map[string][]byte {
 		// expire filters slices in place, so a snapshot needs its own.
 		snap[aor] = append([]Binding(nil), l.aors[aor]...)
 	}
-	clear(l.dirty)
+	if len(l.dirty) > 1024 {
+		// clear keeps a map's buckets: after a burst of registrations
+		// that would hold tens of bytes per AOR until the next burst.
+		l.dirty = make(map[string]struct{})
+	} else {
+		clear(l.dirty)
+	}
 	l.mu.Unlock()
 	out := make(map[string][]byte, len(snap))
 	for aor, bs := range snap {

@@ -2,8 +2,10 @@ package sip
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	siplib "github.com/emiago/sipgo/sip"
 )
@@ -128,4 +130,19 @@ func FuzzDecodeBindings(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n%x\n%x", raw, again)
 		}
 	})
+}
+
+func TestInternerSharesAndStaysBounded(t *testing.T) {
+	in := interner{m: make(map[string]string)}
+	a := in.intern(string([]byte("phone/1.0")))
+	b := in.intern(string([]byte("phone/1.0")))
+	if a != b || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatal("equal strings not shared")
+	}
+	for i := range 3 * internMax {
+		in.intern(strconv.Itoa(i))
+	}
+	if len(in.m) > internMax {
+		t.Fatalf("interner holds %d strings, bound %d", len(in.m), internMax)
+	}
 }

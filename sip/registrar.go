@@ -227,7 +227,7 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 			Instance: inst,
 		}
 		if ua := req.GetHeader("User-Agent"); ua != nil {
-			b.UserAgent = ua.Value()
+			b.UserAgent = s.loc.strs.intern(ua.Value())
 		}
 		changes = append(changes, change{contactKey(&c.Address), b, exp})
 	}
@@ -346,14 +346,25 @@ func (s *Server) handleRegister(req *siplib.Request, tx siplib.ServerTransaction
 
 // flowOf records how a request reached us.
 func (s *Server) flowOf(req *siplib.Request, tx siplib.ServerTransaction) Flow {
-	f := Flow{Transport: strings.ToLower(req.Transport()), Source: req.MessageData.Source()}
+	f := Flow{Transport: transportName(req.Transport()), Source: req.MessageData.Source()}
 	switch st := tx.(type) {
 	case *siplib.ServerTx:
 		if st.Connection() != nil {
-			f.Local = st.Connection().LocalAddr().String()
+			f.Local = s.loc.strs.intern(st.Connection().LocalAddr().String())
 		}
 	case *statelessTx:
-		f.Local = st.fd.LocalAddr().String()
+		f.Local = s.loc.strs.intern(st.fd.LocalAddr().String())
 	}
 	return f
+}
+
+// transportName is the lower-case transport, as a constant for the usual
+// ones so that bindings do not each hold a copy.
+func transportName(t string) string {
+	for _, c := range [...]string{"udp", "tcp", "tls", "ws", "wss"} {
+		if strings.EqualFold(t, c) {
+			return c
+		}
+	}
+	return strings.ToLower(t)
 }
