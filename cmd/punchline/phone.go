@@ -105,6 +105,11 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if j.room != "" {
+		if m, err := phone.ParseSRTPMode(f.srtp); err == nil && m == phone.SRTPMandatory {
+			// Conference legs do not encrypt yet: refuse rather than
+			// carry plain RTP for someone who asked for SRTP only.
+			return errors.New("--srtp mandatory: conferences (--join) carry plain RTP; leave --srtp out to join")
+		}
 		return runJoin(ctx, &f, &j, stdout, stderr)
 	}
 	if (f.call == "") == !f.answer {

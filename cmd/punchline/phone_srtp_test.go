@@ -157,3 +157,26 @@ func TestPhoneSRTPWithPlainSipp(t *testing.T) {
 		})
 	}
 }
+
+// Conference media is not encrypted yet: asking for SRTP only and joining
+// a room is refused before anything is sent, and a bad --srtp value too.
+func TestPhoneSRTPFlagIsChecked(t *testing.T) {
+	bin := buildPunchline(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--join", "standup", "--srtp", "mandatory"}, "conferences (--join) carry plain RTP"},
+		{[]string{"--call", "bob", "--srtp", "sometimes"}, "want off, optional or mandatory"},
+	} {
+		cmd := exec.Command(bin, append([]string{"phone", "--server", "127.0.0.1:1", "--user", "alice", "--password", "x"}, tc.args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil {
+			t.Errorf("%v: exit status 0", tc.args)
+		}
+		if last := lastLine(stderr.String()); !strings.Contains(last, tc.want) {
+			t.Errorf("%v: last line %q does not say %q", tc.args, last, tc.want)
+		}
+	}
+}
