@@ -235,6 +235,17 @@ func TestCallMovesToRelayWhenDirectPathDies(t *testing.T) {
 	if ac.Stats().ICERestarts == 0 {
 		t.Error("the route changed without an ICE restart")
 	}
+	// The restart renewed the SRTP keys both ways, and what arrives
+	// through the relay decrypts under the new ones.
+	for who, c := range map[string]*phone.Call{"alice": ac, "bob": bc} {
+		st := c.Stats()
+		t.Logf("%s: %s, %d rekeys, %d decrypted, %d auth failures", who, st.Encryption, st.Rekeys, st.Unprotected, st.AuthFailures)
+		if !strings.HasPrefix(st.Encryption, "srtp ") || st.Rekeys < 2 {
+			t.Errorf("%s: media %q with %d rekeys after an ICE restart", who, st.Encryption, st.Rekeys)
+		}
+	}
+	ux := bc.Stats().Unprotected
+	waitFor(t, 10*time.Second, "SRTP under the new keys", func() bool { return bc.Stats().Unprotected > ux+25 })
 	ac.Hangup(ctxFor(t, 5*time.Second))
 }
 
