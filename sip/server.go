@@ -63,7 +63,7 @@ type Server struct {
 	stopOnce sync.Once
 }
 
-// init adjusts two process-wide sipgo settings, once, before any
+// init adjusts process-wide sipgo settings, once, before any
 // goroutine can be using sipgo (so there is no data race with running
 // user agents or servers, as there would be if New wrote them).
 //
@@ -80,15 +80,28 @@ type Server struct {
 // Retransmissions come T1-doubling apart, nearly all within a few seconds;
 // Kamailio's tm holds completed transactions 5 s (wt_timer). Use the same.
 //
+// The same holds for INVITE transactions after their final response:
+// RFC 6026 keeps the server transaction "Accepted" for Timer L and the
+// client transaction for Timer M (both 64*T1) after a 2xx, and RFC 3261
+// keeps a client transaction "Completed" for Timer D (32 s) after a
+// non-2xx. At 2,000 calls/s that is 64,000 calls' parsed INVITEs and
+// responses held at any moment (over a gigabyte), and the garbage
+// collector's marking of them takes one of two CPUs for long stretches,
+// long enough for callers to retransmit. A 2xx the callee retransmits
+// after its client transaction is gone is still relayed (strayResponse);
+// an INVITE retransmitted after its caller got a 2xx is not a thing.
+//
 // Neither change harms another user of sipgo in the same process (the
 // softphone): larger UDP messages are still sent, and a user agent's
-// server transactions only stop absorbing retransmissions earlier.
+// transactions only stop absorbing retransmissions earlier.
 func init() {
 	if siplib.UDPMTUSize < 65000 {
 		siplib.UDPMTUSize = 65000
 	}
-	if siplib.Timer_J > nonInviteLinger {
-		siplib.Timer_J = nonInviteLinger
+	for _, t := range []*time.Duration{&siplib.Timer_J, &siplib.Timer_L, &siplib.Timer_M, &siplib.Timer_D} {
+		if *t > nonInviteLinger {
+			*t = nonInviteLinger
+		}
 	}
 }
 
