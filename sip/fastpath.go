@@ -27,16 +27,22 @@ import (
 //   - in-dialog requests other than INVITE and CANCEL that carry our signed
 //     Record-Route flow token (the ACK of a 2xx, BYE, INFO, ...) are
 //     forwarded statelessly (RFC 3261 §16.11) over the UDP flow the token
-//     names, with a branch derived from the request's own, so that a
-//     retransmission leaves with the same branch;
+//     names, with a branch derived from the request's own (and MAC'd
+//     with the server secret), so that a retransmission leaves with the
+//     same branch;
 //   - responses whose top Via is such a stateless branch of ours are sent
-//     on by the next Via (§16.11, §18.2.2).
+//     on by the next Via (§16.11, §18.2.2) when the branch's MAC matches
+//     it, so nobody can use the proxy to reflect forged responses; a
+//     final one is kept for 5 s and answers retransmissions of its
+//     request, as a stateful proxy's completed transaction would (a UAS
+//     that answered a BYE has ended the dialog and may not answer again).
 //
 // Everything else, and everything over TCP, TLS and WebSocket, still goes
 // through sipgo's transaction layer: initial INVITEs with credentials (the
 // proxy forks, sends 100, cancels and picks the best response there),
 // re-INVITEs, CANCEL, requests for the conference focus and anything the
-// fast path would have to answer with an error.
+// fast path would have to answer with an error. Responses to those
+// (toStatefulBranch) skip the front door's parse: sipgo parses them once.
 
 // statelessBranchPrefix marks the branches of requests this proxy
 // forwarded statelessly. "st" can never be a loop hash (hex), so looped
