@@ -19,6 +19,11 @@
 //     the allocation lifetime a client may request.
 //   - Several read loops per UDP listening address (SO_REUSEPORT sockets)
 //     so that every core relays.
+//   - A ChannelData fast path on Linux (fastpath.go): UDP clients' channel
+//     traffic is relayed by the listener and relay sockets themselves,
+//     read with recvmmsg and written with sendmmsg, runs of equal-size
+//     datagrams for one destination as one UDP GSO message (UDP_SEGMENT),
+//     from tables pion's events keep current; pion handles everything else.
 //   - Prometheus metrics.
 //
 // Wire format notes: a datagram (or TCP frame) whose first byte is 0x40–0x7F
