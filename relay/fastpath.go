@@ -123,7 +123,6 @@ func (s channelSet) number(peer netip.AddrPort) (uint16, bool) {
 type clientRoute struct {
 	via *listenConn
 	to  netip.AddrPort
-	udp *net.UDPAddr // to, for sockets without batched writes
 }
 
 // setChannel adds (on) or removes a channel binding.
@@ -160,6 +159,11 @@ func (s *Server) bindClient(c *relayConn, src, local net.Addr) {
 	c.hasTuple = true
 	c.permMu.Unlock()
 	s.allocs.put(k, c)
+	// Any socket of the listening address reaches the client from the
+	// address it knows; toPeer moves the route to the client's own.
+	if lc := s.listeners[l]; lc != nil && c.route.Load() == nil {
+		c.route.CompareAndSwap(nil, &clientRoute{via: lc, to: client})
+	}
 }
 
 // unbindClient forgets a UDP allocation's 5-tuple.
@@ -209,7 +213,7 @@ func (c *listenConn) toPeer(b []byte, from netip.AddrPort, now time.Time) bool {
 		return false
 	}
 	if r := rc.route.Load(); r == nil || r.via != c {
-		rc.route.Store(&clientRoute{via: c, to: from, udp: net.UDPAddrFromAddrPort(from)})
+		rc.route.Store(&clientRoute{via: c, to: from})
 	}
 	if rc.toPeer != nil && !rc.toPeer.AllowN(now, len(payload)) {
 		c.s.metrics.droppedToPeer.Inc()

@@ -68,6 +68,10 @@ type Server struct {
 	// (added per batch), so tests can tell which path a datagram took.
 	allocs                   udpAllocs
 	fastToPeer, fastToClient atomic.Uint64
+	// listeners has one batched UDP listener per local address, filled in
+	// New and read-only afterwards: the first route to a client, before
+	// its own ChannelData shows which socket the kernel gives it.
+	listeners map[netip.AddrPort]*listenConn
 
 	mu      sync.Mutex // guards streams and closed
 	streams map[*streamConn]struct{}
@@ -97,14 +101,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("subsystem", "relay"),
-		metrics: m,
-		filter:  PeerFilter{Allow: cfg.AllowPeers, Deny: cfg.DenyPeers},
-		auth:    &authenticator{realm: cfg.Realm, users: cfg.Users, secret: cfg.Secret, now: cfg.Now},
-		quota:   newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations),
-		streams: map[*streamConn]struct{}{},
-		usage:   newUsage(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("subsystem", "relay"),
+		metrics:   m,
+		filter:    PeerFilter{Allow: cfg.AllowPeers, Deny: cfg.DenyPeers},
+		auth:      &authenticator{realm: cfg.Realm, users: cfg.Users, secret: cfg.Secret, now: cfg.Now},
+		quota:     newQuota(cfg.MaxAllocationsPerUser, cfg.MaxAllocations),
+		streams:   map[*streamConn]struct{}{},
+		usage:     newUsage(),
+		listeners: map[netip.AddrPort]*listenConn{},
 	}
 	s.inspect = s.newInspector()
 	s.resv = newReservations(cfg.Now)
@@ -265,8 +270,12 @@ func (s *Server) packetConfigs(socks []net.PacketConn) ([]turn.PacketConnConfig,
 	}
 	var out []turn.PacketConnConfig
 	for _, pc := range socks {
+		lc := newListenConn(pc, s)
+		if _, seen := s.listeners[lc.local]; lc.batched && !seen {
+			s.listeners[lc.local] = lc
+		}
 		out = append(out, turn.PacketConnConfig{
-			PacketConn:            newListenConn(pc, s),
+			PacketConn:            lc,
 			RelayAddressGenerator: gen,
 			PermissionHandler:     s.permissionHandler,
 		})
