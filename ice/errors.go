@@ -32,9 +32,10 @@ var (
 	// PCMU nor PCMA (488 Not Acceptable Here).
 	ErrNoCommonCodec = errors.New("sdp: no common codec (we speak PCMU and PCMA)")
 	// ErrUnsupportedTransport is returned by NewAnswer for an offer whose
-	// m= profile needs SRTP or DTLS (RTP/SAVP, UDP/TLS/RTP/SAVPF: SDES or
-	// WebRTC peers): we speak plain RTP only (respond 488).
-	ErrUnsupportedTransport = errors.New("sdp: offer needs SRTP/DTLS (we speak plain RTP/AVP)")
+	// m= profile we cannot run: DTLS-SRTP (UDP/TLS/RTP/SAVPF, WebRTC
+	// peers), or RTP/SAVP when we have no SDES keys or no usable a=crypto
+	// line (respond 488).
+	ErrUnsupportedTransport = errors.New("sdp: offer needs a media protection we cannot run (we speak RTP/AVP and SDES-SRTP)")
 	// ErrIncomplete is returned by Marshal for a Description missing an
 	// address, port or codec.
 	ErrIncomplete = errors.New("sdp: description incomplete")
