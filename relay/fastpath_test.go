@@ -348,3 +348,95 @@ func TestFastPathServesReceiveOnlyClients(t *testing.T) {
 		t.Errorf("fast path relayed %d datagrams to the client, want 10", got)
 	}
 }
+
+// FuzzIsChannelData checks the fast path's ChannelData framing against
+// RFC 8656 §12.4: accepted frames have a channel number in 0x4000–0x7FFF
+// and a length that fits, and the payload is exactly that long.
+func FuzzIsChannelData(f *testing.F) {
+	for _, s := range [][]byte{
+		{0x40, 0x00, 0x00, 0x00},
+		{0x7f, 0xff, 0x00, 0x02, 'h', 'i', 0, 0},
+		{0x40, 0x01, 0x00, 0x05, 'x'},
+		{0x80, 0x00, 0x00, 0x00},
+		{0x3f, 0xff, 0x00, 0x00},
+		{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42},
+		{0x40},
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		num, payload, ok := isChannelData(b)
+		if !ok {
+			if len(b) >= 4 && num == 0 && b[0]&0xC0 == 0x40 && int(binary.BigEndian.Uint16(b[2:4])) <= len(b)-4 {
+				t.Fatalf("%x refused", b)
+			}
+			return
+		}
+		if num < 0x4000 || num > 0x7FFF {
+			t.Fatalf("%x accepted with channel number %#x", b, num)
+		}
+		if len(payload) != int(binary.BigEndian.Uint16(b[2:4])) || (len(payload) > 0 && &payload[0] != &b[4]) {
+			t.Fatalf("%x: payload of %d bytes, not the frame's own", b, len(payload))
+		}
+	})
+}
+
+// FuzzFastPathDatagram sends each input from a client with an allocation
+// and a bound channel, and from its permitted peer, then requires marker
+// datagrams queued behind them to be relayed both ways: no input may crash
+// or wedge either direction of the fast path.
+func FuzzFastPathDatagram(f *testing.F) {
+	for _, s := range [][]byte{
+		{0x40, 0x00, 0x00, 0x03, 'a', 'b', 'c', 0},
+		{0x40, 0x00, 0xff, 0xff},
+		{0x40, 0x01, 0x00, 0x00},
+		{0x7f, 0xff, 0x00, 0x00},
+		{},
+		bytes.Repeat([]byte{0x40}, 1700),
+	} {
+		f.Add(s)
+	}
+	r := startRelay(f, func(c *Config) { c.ReadLoops = 1 })
+	peer := newPeer(f)
+	c := newRawClient(f, r.udp, "alice", testRealm, "alice-pw")
+	relayed, _, err := c.allocate()
+	if err != nil {
+		f.Fatal(err)
+	}
+	const ch = 0x4000
+	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
+		f.Fatal(err)
+	}
+	marker := []byte("marker")
+	buf := make([]byte, 2048)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := c.conn.WriteTo(data, c.server); err != nil {
+			t.Skip("datagram too large for the socket")
+		}
+		frame := append([]byte{byte(ch >> 8), byte(ch & 0xff), 0, byte(len(marker))}, marker...)
+		c.conn.WriteTo(frame, c.server)
+		peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, _, err := peer.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("client to peer stopped after %x: %v", data, err)
+			}
+			if bytes.Equal(buf[:n], marker) {
+				break
+			}
+		}
+		if _, err := peer.WriteTo(data, relayed); err != nil {
+			t.Skip("datagram too large for the socket")
+		}
+		peer.WriteTo(marker, relayed)
+		for {
+			got, err := c.readChannelData(ch, 2*time.Second)
+			if err != nil {
+				t.Fatalf("peer to client stopped after %x: %v", data, err)
+			}
+			if bytes.Equal(got, marker) {
+				return
+			}
+		}
+	})
+}
