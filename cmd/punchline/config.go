@@ -56,6 +56,12 @@ type serveConfig struct {
 	// which a source is answered 503. 0 means the default; negative turns
 	// the limiter off (benchmarks from one source address need that).
 	SIPRateLimit int `yaml:"sip_rate_limit"`
+	// SIPDigest lists the digest algorithms the registrar and proxy
+	// challenge with, one challenge each, in order of preference (MD5,
+	// SHA-256). The default is MD5 alone: some deployed phones (baresip
+	// 1.0, as Debian 12 ships it) give up on a 401 that carries a SHA-256
+	// challenge at all, even next to an MD5 one.
+	SIPDigest []string `yaml:"sip_digest"`
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
@@ -65,12 +71,13 @@ type serveConfig struct {
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		Data:     defaultDataDir(),
-		Realm:    "punchline",
-		SIP:      []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
-		HTTP:     "127.0.0.1:8088",
-		TURN:     []string{"udp:127.0.0.1:3478", "tcp:127.0.0.1:3478"},
-		LogLevel: "info",
+		Data:      defaultDataDir(),
+		Realm:     "punchline",
+		SIP:       []string{"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"},
+		HTTP:      "127.0.0.1:8088",
+		TURN:      []string{"udp:127.0.0.1:3478", "tcp:127.0.0.1:3478"},
+		SIPDigest: []string{"MD5"},
+		LogLevel:  "info",
 	}
 }
 
@@ -150,6 +157,7 @@ func bindServeFlags(fs *flag.FlagSet, cfg *serveConfig) *string {
 	fs.IntVar(&cfg.TURNQuotaTotal, "turn-quota-total", cfg.TURNQuotaTotal, "TURN allocations in all (0 = default 10000)")
 	fs.IntVar(&cfg.TURNBandwidthKbps, "turn-bandwidth-kbps", cfg.TURNBandwidthKbps, "relayed kbit/s per allocation each way (0 = default, 32 Mbit/s)")
 	fs.IntVar(&cfg.SIPRateLimit, "sip-rate-limit", cfg.SIPRateLimit, "SIP requests/s allowed per source IP before 503 (0 = default, negative = off)")
+	fs.Var(listFlag{&cfg.SIPDigest}, "sip-digest", "digest algorithms to challenge with, in order of preference: MD5, SHA-256 (e.g. SHA-256,MD5)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve net/http/pprof on the --http listener (for profiling)")
 	return configFile

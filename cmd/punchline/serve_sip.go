@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -43,6 +44,13 @@ func startSIP(ctx context.Context, env *serveEnv) (subsystem, error) {
 			}
 			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
+	}
+	for _, a := range env.cfg.SIPDigest {
+		// Accept the algorithm names in any case; sip.Config wants RFC 8760's.
+		cfg.Algorithms = append(cfg.Algorithms, strings.ToUpper(a))
+	}
+	if len(cfg.Algorithms) == 0 {
+		return nil, errors.New("--sip-digest: no algorithm given (MD5, SHA-256)")
 	}
 	switch n := env.cfg.SIPRateLimit; {
 	case n < 0:

@@ -25,11 +25,12 @@ type sipServed struct {
 	done   chan error
 }
 
-func startSIPServe(t *testing.T, bin, data string, sipPort, httpPort int) *sipServed {
+func startSIPServe(t *testing.T, bin, data string, sipPort, httpPort int, extra ...string) *sipServed {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data", data, "--turn", "",
+	args := append([]string{"serve", "--data", data, "--turn", "",
 		"--sip", fmt.Sprintf("udp:127.0.0.1:%d,tcp:127.0.0.1:%d", sipPort, sipPort),
-		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
+		"--http", fmt.Sprintf("127.0.0.1:%d", httpPort)}, extra...)
+	cmd := exec.Command(bin, args...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
