@@ -307,3 +307,23 @@ func TestReplyCacheExpiresWithoutNewAnswers(t *testing.T) {
 		t.Fatal("cache unusable after emptying")
 	}
 }
+
+func TestReplyCacheSweepsWithoutTraffic(t *testing.T) {
+	c := newReplyCache()
+	c.linger = 20 * time.Millisecond
+	c.put("a", []byte("x"), time.Now())
+	c.put("b", []byte("y"), time.Now())
+	deadline := time.Now().Add(5 * time.Second)
+	for c.len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d answers still cached long after they expired, with no further puts", c.len())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	armed := c.sweep != nil
+	c.mu.Unlock()
+	if armed {
+		t.Fatal("sweep timer still armed on an empty cache")
+	}
+}

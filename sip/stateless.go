@@ -27,12 +27,19 @@ const replyLinger = 5 * time.Second
 
 // replyCache maps a request's transaction key to the final response sent.
 type replyCache struct {
+	// linger is replyLinger; tests shorten it.
+	linger time.Duration
+
 	mu sync.Mutex
 	// m, order and head are guarded by mu; order[head:] lists the live
 	// keys oldest first.
 	m     map[string][]byte
 	order []cachedKey
 	head  int
+	// sweep is the timer that expires answers when no new put comes to
+	// do it, so that a burst's answers do not stay once traffic stops;
+	// nil while the cache is empty. Guarded by mu.
+	sweep *time.Timer
 }
 
 type cachedKey struct {
@@ -40,7 +47,9 @@ type cachedKey struct {
 	at  time.Time
 }
 
-func newReplyCache() *replyCache { return &replyCache{m: make(map[string][]byte)} }
+func newReplyCache() *replyCache {
+	return &replyCache{linger: replyLinger, m: make(map[string][]byte)}
+}
 
 func (c *replyCache) get(key string) ([]byte, bool) {
 	c.mu.Lock()
@@ -60,11 +69,25 @@ func (c *replyCache) put(key string, b []byte, now time.Time) {
 	// compacted only when the expired head is most of it, so each put is
 	// amortised O(1).
 	c.expireLocked(now)
+	if c.sweep == nil {
+		c.sweep = time.AfterFunc(c.linger, c.tick)
+	}
 }
 
-// expire drops answers older than replyLinger. The server's maintenance
-// tick calls it, so that answers do not stay when no new ones arrive to
-// push them out.
+// tick is the sweep timer's function: it expires what is due and re-arms
+// while answers remain.
+func (c *replyCache) tick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLocked(time.Now())
+	if len(c.m) == 0 {
+		c.sweep = nil
+		return
+	}
+	c.sweep.Reset(c.linger)
+}
+
+// expire drops answers older than the linger time.
 func (c *replyCache) expire(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -74,7 +97,7 @@ func (c *replyCache) expire(now time.Time) {
 // expireLocked drops expired answers from the front of the order; c.mu
 // must be held.
 func (c *replyCache) expireLocked(now time.Time) {
-	for c.head < len(c.order) && now.Sub(c.order[c.head].at) > replyLinger {
+	for c.head < len(c.order) && now.Sub(c.order[c.head].at) > c.linger {
 		delete(c.m, c.order[c.head].key)
 		c.order[c.head] = cachedKey{}
 		c.head++
