@@ -160,7 +160,11 @@ func (s *Server) bindClient(c *relayConn, src, local net.Addr) {
 	c.permMu.Unlock()
 	s.allocs.put(k, c)
 	// Any socket of the listening address reaches the client from the
-	// address it knows; toPeer moves the route to the client's own.
+	// address it knows; toPeer moves the route to the client's own. A
+	// link-local client needs its scope, which only pion's path keeps.
+	if u, _ := src.(*net.UDPAddr); u.Zone != "" {
+		return
+	}
 	if lc := s.listeners[l]; lc != nil && c.route.Load() == nil {
 		c.route.CompareAndSwap(nil, &clientRoute{via: lc, to: client})
 	}
@@ -198,8 +202,9 @@ type peerSend struct {
 }
 
 // toPeer takes a client's ChannelData datagram off pion's hands when its
-// allocation and channel are known; it reports whether it did.
-func (c *listenConn) toPeer(b []byte, from netip.AddrPort, now time.Time) bool {
+// allocation and channel are known; it reports whether it did. scoped
+// says the client's address has an IPv6 scope, which routes do not keep.
+func (c *listenConn) toPeer(b []byte, from netip.AddrPort, scoped bool, now time.Time) bool {
 	num, payload, ok := isChannelData(b)
 	if !ok {
 		return false
@@ -212,7 +217,7 @@ func (c *listenConn) toPeer(b []byte, from netip.AddrPort, now time.Time) bool {
 	if !ok {
 		return false
 	}
-	if r := rc.route.Load(); r == nil || r.via != c {
+	if r := rc.route.Load(); (r == nil || r.via != c) && !scoped {
 		rc.route.Store(&clientRoute{via: c, to: from})
 	}
 	if rc.toPeer != nil && !rc.toPeer.AllowN(now, len(payload)) {
@@ -295,8 +300,8 @@ func (c *relayConn) readBatched(p []byte) (int, net.Addr, error) {
 		c.next++
 		b := c.batch.in
 		from := b.from(i)
-		if b.truncated(i) || !c.isPermittedAddr(from.Addr()) {
-			continue // oversize, or no permission: pion would drop it too
+		if b.cut(i) || !c.isPermittedAddr(from.Addr()) {
+			continue // larger than pion relays, or no permission: pion would drop it too
 		}
 		n := int(b.hdrs[i].n)
 		if c.toClient != nil && !c.toClient.AllowN(c.now, n) {

@@ -440,3 +440,27 @@ func FuzzFastPathDatagram(f *testing.F) {
 		}
 	})
 }
+
+// TestFastPathDatagramSizes relays the largest peer datagram pion relays
+// (1600 bytes) and drops a larger one whole rather than cut.
+func TestFastPathDatagramSizes(t *testing.T) {
+	r := startRelay(t, func(c *Config) { c.BandwidthPerAllocation = -1 })
+	peer := newPeer(t)
+	c := newRawClient(t, r.udp, "alice", testRealm, "alice-pw")
+	relayed, _, err := c.allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.channelBind(0x4000, peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1600, 1700, 3} {
+		peer.WriteTo(bytes.Repeat([]byte{byte(size)}, size), relayed)
+	}
+	for _, want := range []int{1600, 3} {
+		got, err := c.readChannelData(0x4000, 2*time.Second)
+		if err != nil || len(got) != want || got[0] != byte(want) {
+			t.Fatalf("client got %d bytes (%v), want %d: a datagram over 1600 bytes must be dropped, not cut", len(got), err, want)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func (c *listenConn) read(p []byte) (int, net.Addr, error) {
 			return len(p), udpAddrFrom(from, c.rb.scope(i)), nil // let pion see an oversize datagram and drop it
 		}
 		data := c.rb.data(i)
-		if c.toPeer(data, from, c.now) {
+		if c.toPeer(data, from, c.rb.scope(i) != 0, c.now) {
 			continue
 		}
 		c.flushPeers() // keep the client's order: what is queued goes first

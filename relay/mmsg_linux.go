@@ -89,7 +89,13 @@ func (b *mmsgBatch) recv(fd uintptr) (int, syscall.Errno) {
 	}
 }
 
-// truncated reports whether datagram i did not fit its buffer.
+// cut reports whether datagram i was larger than its buffer.
+func (b *mmsgBatch) cut(i int) bool {
+	return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
+}
+
+// truncated reports whether datagram i reached pion's inbound MTU, so pion
+// would take it for cut off and drop it.
 func (b *mmsgBatch) truncated(i int) bool {
 	return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0 || int(b.hdrs[i].n) >= maxDatagram
 }

@@ -23,6 +23,7 @@ type mmsgBatch struct {
 func newMmsgBatch(size, headroom int) *mmsgBatch { return &mmsgBatch{} }
 
 func (b *mmsgBatch) data(i int) []byte                    { return nil }
+func (b *mmsgBatch) cut(i int) bool                       { return true }
 func (b *mmsgBatch) truncated(i int) bool                 { return true }
 func (b *mmsgBatch) from(i int) netip.AddrPort            { return netip.AddrPort{} }
 func (b *mmsgBatch) scope(i int) uint32                   { return 0 }
