@@ -508,11 +508,11 @@ type branchEvent struct {
 // every branch has finished.
 func (s *Server) forward(req *siplib.Request, tx siplib.ServerTransaction, targets []target, initial bool) {
 	isInvite := req.IsInvite()
-	if isInvite {
-		// Stop the caller's retransmissions at once (§16.2: a stateful
-		// proxy sends 100 for INVITE).
-		s.respond(tx, siplib.NewResponseFromRequest(req, 100, "Trying", nil))
-	}
+	// No 100 Trying here: the INVITE server transaction sends one itself
+	// when no provisional response has gone out 200 ms after the INVITE
+	// came (RFC 3261 §17.2.1, sipgo's Timer_1xx), in time to stop the
+	// caller's retransmissions (T1 = 500 ms). A callee that rings at once
+	// saves the proxy a message per call.
 	cancelled := make(chan struct{}, 1)
 	if isInvite && !tx.OnCancel(func(*siplib.Request) {
 		select {
