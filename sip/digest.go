@@ -358,6 +358,15 @@ func (k *nonceKeeper) slotLocked(seq uint64) *nonceSlot {
 }
 
 func (k *nonceKeeper) issue() string {
+	var b [nonceLen]byte
+	return string(k.appendNonce(b[:0]))
+}
+
+// nonceLen is the length of a nonce: 28 bytes in unpadded base64.
+const nonceLen = 38
+
+// appendNonce issues a nonce and appends it to dst.
+func (k *nonceKeeper) appendNonce(dst []byte) []byte {
 	k.mu.Lock()
 	k.seq++
 	seq := k.seq
@@ -367,7 +376,7 @@ func (k *nonceKeeper) issue() string {
 	binary.BigEndian.PutUint64(b[:8], uint64(k.now().UnixNano()))
 	binary.BigEndian.PutUint64(b[8:16], seq)
 	k.sign(b[:16], b[16:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.AppendEncode(dst, b[:])
 }
 
 // sign writes the first 12 bytes of HMAC-SHA256(secret, msg) to out.
@@ -395,6 +404,12 @@ func (k *nonceKeeper) sign(msg, out []byte) {
 // authentication are idempotent), while from any other transaction it is
 // a replay.
 func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceResult, nonceUse) {
+	return k.checkTx(nonce, c, fnv32(txID), txID != "")
+}
+
+// checkTx is check with the transaction given by its hash (txHash), and
+// hasTx false when the request has no transaction identity.
+func (k *nonceKeeper) checkTx(nonce string, c *Credentials, h uint32, hasTx bool) (nonceResult, nonceUse) {
 	var raw [28]byte
 	if base64.RawURLEncoding.DecodedLen(len(nonce)) != len(raw) {
 		return nonceBad, nonceUse{}
@@ -416,7 +431,6 @@ func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceRes
 	if c.QOP != "auth" {
 		want = ncNoQOP
 	}
-	h := fnv32(txID)
 	nowS := uint32(k.now().Unix())
 	k.mu.Lock()
 	live := seq <= k.seq && k.seq-seq < nonceSlots
@@ -425,7 +439,7 @@ func (k *nonceKeeper) check(nonce string, c *Credentials, txID string) (nonceRes
 		st = *k.slotLocked(seq)
 	}
 	k.mu.Unlock()
-	retransmission := txID != "" && st.nc != 0 && want == st.nc && st.txh == h &&
+	retransmission := hasTx && st.nc != 0 && want == st.nc && st.txh == h &&
 		time.Duration(nowS-st.txAt)*time.Second <= retransWindow
 	switch {
 	case !live:
@@ -465,12 +479,41 @@ func (u nonceUse) commit() {
 
 // fnv32 is FNV-1a, enough to tell transactions apart in a nonce slot.
 func fnv32(s string) uint32 {
-	h := uint32(2166136261)
+	return fnv32Add(2166136261, s)
+}
+
+func fnv32Add(h uint32, s string) uint32 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint32(s[i])
 		h *= 16777619
 	}
 	return h
+}
+
+// txHash is fnv32(branch + "|" + host + ":" + port) without building
+// that string.
+func txHash(branch, host string, port int) uint32 {
+	var p [20]byte
+	h := fnv32Add(2166136261, branch)
+	h = fnv32Add(h, "|")
+	h = fnv32Add(h, host)
+	h = fnv32Add(h, ":")
+	return fnv32Add(h, string(strconv.AppendInt(p[:0], int64(port), 10)))
+}
+
+// appendChallenge appends one WWW-Authenticate/Proxy-Authenticate value.
+func appendChallenge(b []byte, realm string, nonce []byte, alg string, stale bool) []byte {
+	b = append(b, `Digest realm="`...)
+	b = append(b, realm...)
+	b = append(b, `", nonce="`...)
+	b = append(b, nonce...)
+	b = append(b, `", algorithm=`...)
+	b = append(b, alg...)
+	b = append(b, `, qop="auth"`...)
+	if stale {
+		b = append(b, ", stale=true"...)
+	}
+	return b
 }
 
 // challenge renders one WWW-Authenticate/Proxy-Authenticate value.

@@ -110,3 +110,13 @@ func TestNonceOutsideTheLiveWindowIsStale(t *testing.T) {
 		t.Fatalf("%d chunks allocated after issuing two nonces", n)
 	}
 }
+
+func TestTxHashIsTheHashOfTheTransactionID(t *testing.T) {
+	if got, want := txHash("z9hG4bK-1", "192.0.2.1", 5060), fnv32("z9hG4bK-1|192.0.2.1:5060"); got != want {
+		t.Fatalf("txHash %x, fnv32 of the joined ID %x", got, want)
+	}
+	k := newNonceKeeper([]byte(strings.Repeat("k", 32)), time.Minute)
+	if n := k.issue(); len(n) != nonceLen {
+		t.Fatalf("nonce %q is %d long, want %d", n, len(n), nonceLen)
+	}
+}

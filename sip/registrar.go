@@ -22,10 +22,25 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		code, phrase, chName = 407, "Proxy Authentication Required", "Proxy-Authenticate"
 	}
 	challengeWith := func(stale bool, why string) {
-		nonce := s.nonces.issue()
+		var nb [nonceLen]byte
+		nonce := s.nonces.appendNonce(nb[:0])
+		if st, ok := tx.(*statelessTx); ok {
+			// The common case, written straight into the answer.
+			a := startRawAnswer(req, code, phrase)
+			for _, alg := range s.cfg.Algorithms {
+				a.b = append(append(a.b, chName...), ": "...)
+				a.b = appendChallenge(a.b, s.cfg.Realm, nonce, alg, stale)
+				a.b = append(a.b, "\r\n"...)
+			}
+			if err := st.sendRaw(a.finish(why, s.cfg.UserAgent), true); err != nil {
+				s.log.Debug("respond failed", "status", code, "err", err)
+			}
+			a.release()
+			return
+		}
 		hs := make([]hdrLine, 0, 2)
 		for _, alg := range s.cfg.Algorithms {
-			hs = append(hs, hdrLine{chName, challenge(s.cfg.Realm, nonce, alg, stale)})
+			hs = append(hs, hdrLine{chName, challenge(s.cfg.Realm, string(nonce), alg, stale)})
 		}
 		s.answer(req, tx, code, phrase, why, hs...)
 	}
@@ -56,12 +71,13 @@ func (s *Server) authenticate(req *siplib.Request, tx siplib.ServerTransaction, 
 		challengeWith(false, "algorithm "+creds.Algorithm+" not offered")
 		return "", false
 	}
-	txID := ""
-	if via := req.Via(); via != nil {
+	var txh uint32
+	via := req.Via()
+	if via != nil {
 		br, _ := via.Params.Get("branch")
-		txID = br + "|" + via.Host + ":" + strconv.Itoa(via.Port)
+		txh = txHash(br, via.Host, via.Port)
 	}
-	switch res, use := s.nonces.check(creds.Nonce, &creds, txID); res {
+	switch res, use := s.nonces.checkTx(creds.Nonce, &creds, txh, via != nil); res {
 	case nonceStale:
 		challengeWith(true, "")
 		return "", false
