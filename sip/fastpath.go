@@ -54,14 +54,23 @@ const statelessBranchPrefix = branchPrefix + "st"
 const statelessMACLen = 10
 
 // macPool holds HMAC-SHA256 states keyed with the server secret, for
-// stateless branches.
+// stateless branches and flow tokens, each with a scratch buffer (a
+// buffer passed to a hash.Hash escapes to the heap).
 type macPool struct{ p sync.Pool }
+
+type macState struct {
+	h   hash.Hash
+	buf []byte
+}
 
 func newMACPool(key []byte) *macPool {
 	m := &macPool{}
-	m.p.New = func() any { return hmac.New(sha256.New, key) }
+	m.p.New = func() any { return &macState{h: hmac.New(sha256.New, key), buf: make([]byte, 0, 256)} }
 	return m
 }
+
+func (m *macPool) get() *macState  { return m.p.Get().(*macState) }
+func (m *macPool) put(s *macState) { m.p.Put(s) }
 
 // branchFor computes the stateless branch of a forwarded request from the
 // client's Via (after fixVia: the branch, sent-by and the received and
@@ -70,26 +79,26 @@ func newMACPool(key []byte) *macPool {
 // own choosing is not relayed: we forward only to the hop the request
 // really came from.
 func (m *macPool) branchFor(via *siplib.ViaHeader) string {
-	h := m.p.Get().(hash.Hash)
-	h.Reset()
-	writeViaIdentity(h, via)
+	st := m.get()
+	st.h.Reset()
+	st.buf = appendViaIdentity(st.buf[:0], via)
+	st.h.Write(st.buf)
 	var sum [sha256.Size]byte
-	out := h.Sum(sum[:0])
-	m.p.Put(h)
+	out := st.h.Sum(sum[:0])
+	m.put(st)
 	var b [len(statelessBranchPrefix) + 2*statelessMACLen]byte
 	n := copy(b[:], statelessBranchPrefix)
 	hex.Encode(b[n:], out[:statelessMACLen])
 	return string(b[:])
 }
 
-// writeViaIdentity feeds the parts of a Via that identify the transaction
-// and its way back.
-func writeViaIdentity(h hash.Hash, via *siplib.ViaHeader) {
+// appendViaIdentity appends the parts of a Via that identify the
+// transaction and its way back.
+func appendViaIdentity(b []byte, via *siplib.ViaHeader) []byte {
 	br, _ := via.Params.Get("branch")
 	rcv, _ := via.Params.Get("received")
 	rp, _ := via.Params.Get("rport")
-	var buf [256]byte
-	b := append(buf[:0], br...)
+	b = append(b, br...)
 	b = append(b, 0)
 	b = append(b, via.Transport...)
 	b = append(b, 0)
@@ -99,8 +108,7 @@ func writeViaIdentity(h hash.Hash, via *siplib.ViaHeader) {
 	b = append(b, 0)
 	b = append(b, rcv...)
 	b = append(b, 0)
-	b = append(b, rp...)
-	h.Write(b)
+	return append(b, rp...)
 }
 
 // bufPool holds buffers for rendering messages to send.
@@ -271,7 +279,7 @@ func (f *frontDoor) forwardStateless(req *siplib.Request, ua *net.UDPAddr) bool 
 		pc = f.PacketConn
 	}
 
-	s.metrics.transactions.WithLabelValues(string(req.Method)).Inc()
+	s.countRequest(req.Method)
 	req.SetSource(ua.String())
 	req.SetTransport("UDP")
 	fixVia(req)

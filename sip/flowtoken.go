@@ -60,9 +60,9 @@ func decodeDialogToken(s string, key []byte) (dialogToken, error) {
 // decodeToken is decodeDialogToken with an HMAC state from the server's
 // pool: in-dialog requests decode a token each.
 func (srv *Server) decodeToken(s string) (dialogToken, error) {
-	m := srv.macs.p.Get().(hash.Hash)
-	t, err := decodeDialogTokenWith(s, m)
-	srv.macs.p.Put(m)
+	st := srv.macs.get()
+	t, err := decodeDialogTokenWith(s, st.h)
+	srv.macs.put(st)
 	return t, err
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	siplib "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Server is the registrar and proxy. Create it with New, bind and serve
@@ -36,6 +37,9 @@ type Server struct {
 	// macs sign the branches of statelessly forwarded requests.
 	macs    *macPool
 	metrics *serverMetrics
+	// methodCounters are metrics.transactions for the known methods;
+	// written in New only.
+	methodCounters map[siplib.RequestMethod]prometheus.Counter
 	// tokenKey signs Record-Route flow tokens.
 	tokenKey []byte
 
@@ -180,6 +184,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
 	s.ua, s.srv = ua, srv
+	s.methodCounters = make(map[siplib.RequestMethod]prometheus.Counter)
+	for _, m := range []siplib.RequestMethod{siplib.INVITE, siplib.ACK, siplib.CANCEL, siplib.BYE, siplib.REGISTER,
+		siplib.OPTIONS, siplib.INFO, siplib.UPDATE, siplib.MESSAGE, siplib.PRACK, siplib.NOTIFY, siplib.SUBSCRIBE,
+		siplib.REFER, siplib.PUBLISH} {
+		s.methodCounters[m] = s.metrics.transactions.WithLabelValues(string(m))
+	}
 	s.registerFn = s.wrap(s.handleRegister)
 	s.requestFn = s.wrap(s.handleRequest)
 	s.txl, s.tpl = ua.TransactionLayer(), ua.TransportLayer()
@@ -496,7 +506,7 @@ type handler func(req *siplib.Request, tx siplib.ServerTransaction)
 // door), header validation (400), and RFC 3581 Via fixing.
 func (s *Server) wrap(h handler) sipgo.RequestHandler {
 	return func(req *siplib.Request, tx siplib.ServerTransaction) {
-		s.metrics.transactions.WithLabelValues(string(req.Method)).Inc()
+		s.countRequest(req.Method)
 		if !strings.EqualFold(req.Transport(), "udp") {
 			if host, _, err := net.SplitHostPort(req.Source()); err == nil {
 				if ip, err := parseIP(host); err == nil {
@@ -524,6 +534,17 @@ func (s *Server) wrap(h handler) sipgo.RequestHandler {
 		fixVia(req)
 		h(req, tx)
 	}
+}
+
+// countRequest counts a request by method. The counters of the methods
+// the proxy knows are looked up once (New); WithLabelValues hashes the
+// label and takes a lock on every call.
+func (s *Server) countRequest(m siplib.RequestMethod) {
+	if c, ok := s.methodCounters[m]; ok {
+		c.Inc()
+		return
+	}
+	s.metrics.transactions.WithLabelValues(string(m)).Inc()
 }
 
 // validate checks what RFC 3261 §16.3 and §8.2 need of every request.
