@@ -16,6 +16,9 @@ type metrics struct {
 	bytesToClient   prometheus.Counter
 	droppedToPeer   prometheus.Counter
 	droppedToClient prometheus.Counter
+	// TCP relaying waits for the cap instead of dropping (tcpalloc.go).
+	throttledToPeer   prometheus.Counter
+	throttledToClient prometheus.Counter
 
 	authFailures *prometheus.CounterVec // by reason
 	refusedPeers prometheus.Counter
@@ -26,15 +29,19 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	packets := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "punchline_turn_relayed_packets_total",
-		Help: "Datagrams relayed, by direction (client_to_peer, peer_to_client).",
+		Help: "Datagrams relayed by UDP allocations, by direction (client_to_peer, peer_to_client).",
 	}, []string{"direction"})
 	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "punchline_turn_relayed_bytes_total",
-		Help: "Payload bytes relayed, by direction (client_to_peer, peer_to_client).",
+		Help: "Payload bytes relayed by UDP and TCP allocations, by direction (client_to_peer, peer_to_client).",
 	}, []string{"direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "punchline_turn_bandwidth_dropped_packets_total",
 		Help: "Datagrams dropped by the per-allocation bandwidth cap, by direction.",
+	}, []string{"direction"})
+	throttled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "punchline_turn_bandwidth_throttled_seconds_total",
+		Help: "Time TCP relay connections waited for the per-allocation bandwidth cap, by direction.",
 	}, []string{"direction"})
 	quota := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "punchline_turn_quota_refusals_total",
@@ -50,12 +57,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		channels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "punchline_turn_channels", Help: "Active TURN channel bindings.",
 		}),
-		packetsToPeer:   packets.WithLabelValues("client_to_peer"),
-		packetsToClient: packets.WithLabelValues("peer_to_client"),
-		bytesToPeer:     bytes.WithLabelValues("client_to_peer"),
-		bytesToClient:   bytes.WithLabelValues("peer_to_client"),
-		droppedToPeer:   dropped.WithLabelValues("client_to_peer"),
-		droppedToClient: dropped.WithLabelValues("peer_to_client"),
+		packetsToPeer:     packets.WithLabelValues("client_to_peer"),
+		packetsToClient:   packets.WithLabelValues("peer_to_client"),
+		bytesToPeer:       bytes.WithLabelValues("client_to_peer"),
+		bytesToClient:     bytes.WithLabelValues("peer_to_client"),
+		droppedToPeer:     dropped.WithLabelValues("client_to_peer"),
+		droppedToClient:   dropped.WithLabelValues("peer_to_client"),
+		throttledToPeer:   throttled.WithLabelValues("client_to_peer"),
+		throttledToClient: throttled.WithLabelValues("peer_to_client"),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "punchline_turn_auth_failures_total",
 			Help: "Failed TURN authentications, by reason (unknown_user, bad_password, expired, wrong_realm).",
@@ -68,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		quotaTotal: quota.WithLabelValues("total"),
 	}
 	for _, c := range []prometheus.Collector{
-		m.allocations, m.permissions, m.channels, packets, bytes, dropped,
+		m.allocations, m.permissions, m.channels, packets, bytes, dropped, throttled,
 		m.authFailures, m.refusedPeers, quota,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -86,30 +86,31 @@ func (g *relayGen) AllocateListener(conf turn.AllocateListenerConfig) (net.Liste
 		g.s.quota.release(conf.UserID)
 		return nil, nil, err
 	}
-	return &relayListener{Listener: ln, release: sync.OnceFunc(func() { g.s.quota.release(conf.UserID) })}, addr, nil
+	return &relayListener{
+		Listener: ln,
+		a:        g.s.newTCPAlloc(addr.String(), conf.UserID),
+		release:  func() { g.s.quota.release(conf.UserID) },
+	}, addr, nil
 }
 
 // AllocateConn dials a peer for an RFC 6062 Connect request. pion has
 // already asked the peer filter; the second check here makes sure a refused
-// peer is never dialed, whatever path inside pion led here.
+// peer is never dialed, whatever path inside pion led here. The conn is
+// metered against its allocation's tally and bandwidth cap (tcpalloc.go).
 func (g *relayGen) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
 	if tcp, ok := conf.RemoteAddr.(*net.TCPAddr); ok && !g.s.filter.AllowedIP(tcp.IP) {
 		g.s.metrics.refusedPeers.Inc()
 		return nil, errPeerRefused
 	}
-	return g.inner.AllocateConn(conf)
-}
-
-// relayListener gives the quota slot back when pion closes a TCP
-// allocation.
-type relayListener struct {
-	net.Listener
-	release func()
-}
-
-func (l *relayListener) Close() error {
-	l.release()
-	return l.Listener.Close()
+	v, ok := g.s.tcpAllocs.Load(conf.LocalAddr.String())
+	if !ok {
+		return nil, errNoTCPAllocation
+	}
+	c, err := g.inner.AllocateConn(conf)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*tcpAlloc).meter(c), nil
 }
 
 // relayConn is one UDP allocation's relay socket. It counts what is relayed,
@@ -118,9 +119,11 @@ func (l *relayListener) Close() error {
 // they can use up the allocation's budget.
 type relayConn struct {
 	net.PacketConn
-	s    *Server
-	user string
-	key  string // relay address as pion reports it in events
+	s   *Server
+	key string // relay address as pion reports it in events
+	// tally has the user and the payload bytes relayed both ways, for
+	// Server.RelayedBytesByUser.
+	tally
 
 	toPeer, toClient *rate.Limiter // nil: unlimited
 
@@ -129,10 +132,6 @@ type relayConn struct {
 	// loads it.
 	permitted atomic.Pointer[map[netip.Addr]struct{}]
 	permMu    sync.Mutex // serializes writers of permitted
-
-	// relayed counts payload bytes relayed both ways, for
-	// Server.RelayedBytesByUser.
-	relayed atomic.Uint64
 
 	// The ChannelData fast path (fastpath.go). chans and route are read
 	// per packet and replaced whole; tuple is guarded by permMu.
@@ -168,7 +167,8 @@ func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *re
 	if c, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
 		c.SetReadBuffer(relayBuffer) //nolint:errcheck // best effort; the kernel caps it.
 	}
-	c := &relayConn{PacketConn: pc, s: s, user: user, key: addr.String()}
+	c := &relayConn{PacketConn: pc, s: s, key: addr.String()}
+	c.user = user
 	if bw := s.cfg.BandwidthPerAllocation; bw > 0 {
 		// The burst is 200 ms worth, and never less than two full-size
 		// datagrams, so a normal packet always fits.
@@ -184,7 +184,7 @@ func (s *Server) newRelayConn(pc net.PacketConn, addr net.Addr, user string) *re
 		c.readStep = c.readOnce
 	}
 	s.relays.Store(c.key, c)
-	s.usage.add(c)
+	s.usage.add(&c.tally)
 	s.loops.Add(1)
 	return c
 }
@@ -285,7 +285,7 @@ func (c *relayConn) Close() error {
 		c.permMu.Unlock()
 		c.s.metrics.permissions.Sub(float64(n))
 		c.closeErr = c.PacketConn.Close()
-		c.s.usage.retire(c)
+		c.s.usage.retire(&c.tally)
 		c.s.quota.release(c.user)
 		c.s.loops.Done()
 	})

@@ -55,6 +55,9 @@ type Server struct {
 	// relays maps a relay address (as pion reports it in events) to its
 	// *relayConn, for permission bookkeeping.
 	relays sync.Map
+	// tcpAllocs maps a TCP allocation's relay address to its *tcpAlloc,
+	// for metering the peer connections of Connect requests.
+	tcpAllocs sync.Map
 
 	// loops counts what must end before Close returns: listener read
 	// loops, TCP/TLS client connections and relay sockets.
