@@ -12,12 +12,13 @@ import (
 )
 
 // The registrar answers REGISTERs over UDP statelessly, straight from the
-// front door, the way Kamailio's registrar does (sl replies after
-// t_check_trans): REGISTER needs no transaction machinery beyond
-// absorbing retransmissions, which replyCache does by resending the
-// stored final response. This keeps sipgo's per-transaction goroutines,
-// timers and retained messages off the registrar's hot path, which at
-// thousands of registrations per second is most of the cost.
+// front door, the way Kamailio's registrar does (sl replies): REGISTER
+// needs no transaction machinery, and a retransmission is simply handled
+// again (see registerStateless). This keeps sipgo's per-transaction
+// goroutines, timers and retained messages off the registrar's hot path,
+// which at thousands of registrations per second is most of the cost.
+// replyCache, which resends a stored final response to a retransmitted
+// request, serves the proxy's stateless paths.
 
 // replyLinger is how long a final response is kept for retransmitted
 // requests: RFC 3261 Timer J is 32 s, but retransmissions of a request
