@@ -28,7 +28,8 @@ const replyLinger = 5 * time.Second
 
 // replyCache maps a request's transaction key to the final response sent.
 type replyCache struct {
-	// linger is replyLinger; tests shorten it.
+	// linger is how long answers are kept; zero means replyLinger.
+	// Tests shorten it.
 	linger time.Duration
 
 	mu sync.Mutex
@@ -71,7 +72,7 @@ func (c *replyCache) put(key string, b []byte, now time.Time) {
 	// amortised O(1).
 	c.expireLocked(now)
 	if c.sweep == nil {
-		c.sweep = time.AfterFunc(c.linger, c.tick)
+		c.sweep = time.AfterFunc(c.lingerTime(), c.tick)
 	}
 }
 
@@ -85,7 +86,14 @@ func (c *replyCache) tick() {
 		c.sweep = nil
 		return
 	}
-	c.sweep.Reset(c.linger)
+	c.sweep.Reset(c.lingerTime())
+}
+
+func (c *replyCache) lingerTime() time.Duration {
+	if c.linger == 0 {
+		return replyLinger
+	}
+	return c.linger
 }
 
 // expire drops answers older than the linger time.
@@ -98,7 +106,7 @@ func (c *replyCache) expire(now time.Time) {
 // expireLocked drops expired answers from the front of the order; c.mu
 // must be held.
 func (c *replyCache) expireLocked(now time.Time) {
-	for c.head < len(c.order) && now.Sub(c.order[c.head].at) > c.linger {
+	for linger := c.lingerTime(); c.head < len(c.order) && now.Sub(c.order[c.head].at) > linger; {
 		delete(c.m, c.order[c.head].key)
 		c.order[c.head] = cachedKey{}
 		c.head++
