@@ -141,7 +141,8 @@ type Config struct {
 	// unlimited.
 	MaxAllocations int
 	// BandwidthPerAllocation caps relayed payload bytes per second in each
-	// direction of one allocation; excess datagrams are dropped. Zero:
+	// direction of one allocation; excess datagrams are dropped, and TCP
+	// (RFC 6062) data connections are slowed to it instead. Zero:
 	// DefaultBandwidthPerAllocation; negative: unlimited.
 	BandwidthPerAllocation int64
 

@@ -15,8 +15,10 @@
 //     multicast and other special ranges by default (RFC 8656 §21.3: a relay
 //     must not become a way into the operator's network).
 //   - Quotas: allocations per user and in total (486 and 508), a per
-//     allocation bandwidth cap (token bucket, excess dropped) and bounds on
-//     the allocation lifetime a client may request.
+//     allocation bandwidth cap (token bucket per direction; UDP datagrams
+//     over it are dropped, RFC 6062 TCP data connections are slowed by
+//     backpressure instead, sharing their allocation's budget) and bounds
+//     on the allocation lifetime a client may request.
 //   - Several read loops per UDP listening address (SO_REUSEPORT sockets)
 //     so that every core relays.
 //   - A ChannelData fast path on Linux (fastpath.go): UDP clients' channel
@@ -24,7 +26,12 @@
 //     read with recvmmsg and written with sendmmsg, runs of equal-size
 //     datagrams for one destination as one UDP GSO message (UDP_SEGMENT),
 //     from tables pion's events keep current; pion handles everything else.
-//   - Prometheus metrics.
+//   - Relayed-byte accounting, UDP and TCP alike: Prometheus metrics and
+//     per-user totals (Server.RelayedBytesByUser). For TCP allocations
+//     (tcpalloc.go) pion copies the bytes between the client's and the
+//     peer's data connections itself; the peer-side conn, which this
+//     package dials or accepts for pion, is wrapped to count and cap both
+//     directions.
 //
 // Wire format notes: a datagram (or TCP frame) whose first byte is 0x40–0x7F
 // is ChannelData (RFC 8656 §12.4: 2-byte channel number, 2-byte length,
