@@ -370,3 +370,36 @@ func FuzzToStatefulBranch(f *testing.F) {
 		}
 	})
 }
+
+func TestBurstWakesHelperReadersAndEveryRequestIsAnswered(t *testing.T) {
+	ts := startServer(t, nil, func(c *Config) { c.RateLimit.PerSecond = -1 })
+	const clients, each = 4, 100
+	uas := make([]*rawUA, clients)
+	for i := range uas {
+		uas[i] = newUDPUA(t, ts.udp, "probe", "")
+		// Room for every answer while the test is still sending.
+		uas[i].pc.(*net.UDPConn).SetReadBuffer(4 << 20)
+	}
+	// Back-to-back OPTIONS: far more than readerWindow datagrams within
+	// helpAfter, so the primary reader wakes a helper.
+	for n := range each {
+		for i, ua := range uas {
+			ua.send(options(ua, fmt.Sprintf("z9hG4bK-burst-%d-%d", i, n), ""))
+		}
+	}
+	for i, ua := range uas {
+		for n := range each {
+			m, _ := ua.recv(5 * time.Second)
+			r, ok := m.(*siplib.Response)
+			if !ok || r.StatusCode != 200 {
+				t.Fatalf("client %d: answer %d: got %v", i, n, m)
+			}
+		}
+	}
+	ts.mu.Lock()
+	door := ts.doors[0]
+	ts.mu.Unlock()
+	if door.helped.Load() == 0 {
+		t.Fatal("no helper reader was woken by the burst")
+	}
+}

@@ -61,6 +61,8 @@ type Server struct {
 	udpLocal map[string]siplib.Addr
 	// udpConns maps the same keys to the sockets, for keepalive pings.
 	udpConns map[string]net.PacketConn
+	// doors are the UDP listeners' front doors.
+	doors    []*frontDoor
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	flushMu  sync.Mutex
@@ -278,6 +280,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.udpConns[pc.LocalAddr().String()] = pc
 			fd := &frontDoor{PacketConn: pc, s: s, parser: siplib.NewParser()}
 			doors = append(doors, fd)
+			s.doors = append(s.doors, fd)
 			serves = append(serves, func() error { return s.srv.ServeUDP(fd) })
 		case "tcp", "tls", "ws":
 			ln := l.Listener
