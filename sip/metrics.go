@@ -11,7 +11,6 @@ type serverMetrics struct {
 	rateLimited   prometheus.Counter
 	malformed     prometheus.Counter
 	stun          prometheus.Counter
-	overload      prometheus.Counter
 	pings         prometheus.Counter
 }
 
@@ -41,10 +40,6 @@ func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetr
 			Name: "punchline_sip_malformed_total",
 			Help: "Messages refused as malformed or oversize.",
 		}),
-		overload: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "punchline_sip_overload_drops_total",
-			Help: "REGISTERs dropped because the registrar workers were too far behind.",
-		}),
 		pings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "punchline_sip_keepalive_pings_total",
 			Help: "Keepalive OPTIONS sent to UDP contacts to hold their NAT mappings open.",
@@ -55,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, bindings func() float64) (*serverMetr
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun, m.overload, m.pings} {
+		for _, c := range []prometheus.Collector{m.registrations, m.transactions, m.calls, m.authFailures, m.rateLimited, m.malformed, m.stun, m.pings} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

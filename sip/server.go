@@ -29,8 +29,6 @@ type Server struct {
 	limit   *limiter
 	users   *userCache
 	replies *replyCache
-	// regQueue feeds the registrar workers (see frontDoor.admit).
-	regQueue chan regJob
 	// registerFn is wrap(handleRegister) and requestFn
 	// wrap(handleRequest), built once.
 	registerFn, requestFn sipgo.RequestHandler
@@ -142,7 +140,6 @@ func New(cfg Config) (*Server, error) {
 		limit:    newLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
 		users:    newUserCache(cfg.Store),
 		replies:  newReplyCache(),
-		regQueue: make(chan regJob, regQueueLen),
 		local:    make(map[string]hostPort),
 		udpLocal: make(map[string]siplib.Addr),
 		udpConns: make(map[string]net.PacketConn),
@@ -315,15 +312,6 @@ func (s *Server) Start(ctx context.Context) error {
 			if err := fn(); err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				s.log.Debug("listener stopped", "err", err)
 			}
-		}()
-	}
-	// Registrar workers: one per CPU the runtime may use, plus one so
-	// that a worker blocked on a full socket buffer does not idle a CPU.
-	for range runtime.GOMAXPROCS(0) + 1 {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.registrarWorker(ctx)
 		}()
 	}
 	if s.cfg.PingInterval > 0 {

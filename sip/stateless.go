@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"net"
 	"strconv"
 	"strings"
@@ -221,36 +220,10 @@ func (f *frontDoor) registerStateless(req *siplib.Request, addr net.Addr) {
 	f.s.register(req, tx)
 }
 
-// regJob is one UDP REGISTER waiting for a registrar worker.
-type regJob struct {
-	fd   *frontDoor
-	data []byte
-	addr net.Addr
-}
-
-// regQueueLen bounds the REGISTERs waiting for a worker: at 10,000/s it
-// is about half a second of work, beyond which answers would come too late
-// to stop the client's retransmissions anyway.
-const regQueueLen = 4096
-
-// registrarWorker parses and answers queued REGISTERs until ctx is done.
-func (s *Server) registrarWorker(ctx context.Context) {
-	parser := siplib.NewParser()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case j := <-s.regQueue:
-			j.fd.registerDatagram(parser, j.data, j.addr)
-		}
-	}
-}
-
 // registerDatagram parses and answers one UDP REGISTER in the calling
-// goroutine: a registrar worker, or one of the front door's readers,
-// which saves handing the datagram to another goroutine (at a thousand
-// REGISTERs a second, waking the worker's thread costs about as much as
-// parsing the request). data may be reused once it returns: nothing kept
+// goroutine, the front door's reader, which saves handing the datagram to
+// another goroutine (at a thousand REGISTERs a second, waking a worker's
+// thread costs about as much as parsing the request). data may be reused once it returns: nothing kept
 // refers to it.
 func (f *frontDoor) registerDatagram(parser *siplib.Parser, data []byte, addr net.Addr) {
 	msg, err := parser.ParseSIP(data)

@@ -119,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		env.listeningOn("http", ln.Addr().String())
 	}
 
-	if users, err := st.Users(); err == nil && len(users) == 0 && len(cfg.SIP) > 0 {
+	if has, err := st.HasUsers(); err == nil && !has && len(cfg.SIP) > 0 {
 		logger.Info("no accounts yet; add one with: punchline user add alice --password secret --data " + cfg.Data)
 	}
 	// The readiness line: tools wait for it before they start sending.
