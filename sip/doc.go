@@ -20,6 +20,16 @@
 // after a restart. The proxy never touches message bodies: ICE (RFC 8839)
 // breaks when c=/m= lines no longer match a candidate.
 //
+// Over UDP, the front door also serves the hot paths without sipgo's
+// transaction layer (fastpath.go, stateless.go): REGISTERs are answered
+// statelessly in the reader that read them, as Kamailio's registrar does
+// with sl replies; an INVITE without credentials gets a stateless 407
+// (retransmissions get the same answer, its ACK is absorbed); and in-dialog
+// requests that carry a valid flow token, with their responses, are
+// forwarded statelessly (RFC 3261 §16.11) with a branch MAC'd with the
+// server secret. Everything else, and every stream transport, goes through
+// sipgo's transactions.
+//
 // Registrations are served from memory and written to the store in batches
 // (every Config.FlushInterval and at Close), so a crash loses at most that
 // interval of refreshes.
