@@ -100,8 +100,11 @@ func (ic *IncomingCall) Reject(code int, reason string) error {
 	err := errors.New("call already answered or rejected")
 	ic.decide.Do(func() {
 		defer close(ic.decided)
-		err = ic.tx.Respond(ic.call.response(ic.req, code, reason, nil))
+		// Forget the call before the final response leaves: a caller may
+		// retry at once (a 488 retried with another offer), and its new
+		// INVITE must not find this call still counted against MaxCalls.
 		ic.call.end(statusError(code, reason))
+		err = ic.tx.Respond(ic.call.response(ic.req, code, reason, nil))
 	})
 	return err
 }
