@@ -327,17 +327,7 @@ func (f *frontDoor) relayStatelessReply(res *siplib.Response) bool {
 	if next == nil || !strings.EqualFold(next.Transport, "udp") || s.macs.branchFor(next) != br {
 		return true // forged or damaged: drop
 	}
-	host := next.Host
-	if rcv, ok := next.Params.Get("received"); ok && rcv != "" {
-		host = rcv
-	}
-	port := next.Port
-	if rp, ok := next.Params.Get("rport"); ok && rp != "" {
-		port, _ = strconv.Atoi(rp)
-	}
-	if port == 0 {
-		port = 5060
-	}
+	host, port := viaReplyAddr(next)
 	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	if err != nil {
 		return true

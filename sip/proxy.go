@@ -878,17 +878,7 @@ func (s *Server) relayStatelessResponse(res *siplib.Response) {
 	if next == nil {
 		return
 	}
-	host := next.Host
-	if r, ok := next.Params.Get("received"); ok && r != "" {
-		host = r
-	}
-	port := next.Port
-	if r, ok := next.Params.Get("rport"); ok && r != "" {
-		port, _ = strconv.Atoi(r)
-	}
-	if port == 0 {
-		port = int(siplib.DefaultPort(next.Transport))
-	}
+	host, port := viaReplyAddr(next)
 	dest := net.JoinHostPort(host, strconv.Itoa(port))
 	out.SetDestination(dest)
 	if err := s.tpl.WriteMsgTo(out, dest, next.Transport); err != nil {
@@ -923,4 +913,21 @@ func (s *Server) relayToFlow(res *siplib.Response, f Flow) {
 	if err := conn.WriteMsg(out); err != nil {
 		s.log.Debug("relaying a 2xx retransmission failed", "to", f.Source, "err", err)
 	}
+}
+
+// viaReplyAddr is where a response goes back to for a Via (RFC 3261
+// §18.2.2 with RFC 3581): the received address if the proxy before us
+// recorded one, the rport it filled in, else the sent-by.
+func viaReplyAddr(v *siplib.ViaHeader) (host string, port int) {
+	host, port = v.Host, v.Port
+	if r, ok := v.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	if r, ok := v.Params.Get("rport"); ok && r != "" {
+		port, _ = strconv.Atoi(r)
+	}
+	if port == 0 {
+		port = int(siplib.DefaultPort(v.Transport))
+	}
+	return host, port
 }
