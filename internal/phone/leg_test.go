@@ -57,17 +57,7 @@ func TestLegsConnectAndSurviveRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a, b := newLoopbackLegPair(t)
-	offer, err := a.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := b.Answer(ctx, offer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
+	offer, answer := negotiate(t, ctx, a, b)
 	errc := make(chan error, 1)
 	go func() { errc <- b.Connect(ctx) }()
 	if err := a.Connect(ctx); err != nil {
@@ -101,13 +91,7 @@ func TestLegsConnectAndSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reAnswer, err := b.HandleOffer(ctx, re)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SetAnswer(reAnswer); err != nil {
-		t.Fatal(err)
-	}
+	reAnswer := reoffer(t, ctx, a, b, re)
 	od, _ := ice.Parse(re)
 	ad, _ := ice.Parse(reAnswer)
 	if od.Ufrag == "" || ad.Ufrag == "" {
@@ -241,6 +225,36 @@ func TestLegFallsBackToPlainRTPForAnswerWithoutICE(t *testing.T) {
 
 // newLoopbackLegPair makes an offering leg a and an answering leg b on
 // loopback; both close when the test ends.
+// negotiate runs a's first offer through b's Answer and gives a the
+// answer.
+func negotiate(t *testing.T, ctx context.Context, a, b *Leg) (offer, answer []byte) {
+	t.Helper()
+	offer, err := a.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if answer, err = b.Answer(ctx, offer); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	return offer, answer
+}
+
+// reoffer hands a re-offer of a's to b mid-call and gives a the answer.
+func reoffer(t *testing.T, ctx context.Context, a, b *Leg, offer []byte) (answer []byte) {
+	t.Helper()
+	answer, err := b.HandleOffer(ctx, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	return answer
+}
+
 func newLoopbackLegPair(t *testing.T) (a, b *Leg) {
 	t.Helper()
 	a = NewLeg(loopbackLegConfig(), true)

@@ -56,6 +56,26 @@ func newTap(t *testing.T, relay string, mangle func([]byte) [][]byte) *tap {
 
 func (tp *tap) addr() string { return tp.ln.LocalAddr().String() }
 
+// callThroughTap sets up a call from alice (440 Hz) to bob (1000 Hz), both
+// forced onto the relay through tp, with the given SRTP mode; bobHeard
+// records what bob hears.
+func callThroughTap(t *testing.T, srv *phonetest.Server, tp *tap, mode phone.SRTPMode) (ac, bc *phone.Call, bobHeard *media.Recording) {
+	t.Helper()
+	acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
+	for _, c := range []*phone.Config{&acfg, &bcfg} {
+		c.STUN, c.TURN = []string{}, []string{"turn:" + tp.addr() + "?transport=udp"}
+		c.ICEPolicy = ice.PolicyRelay
+		c.SRTP = mode
+	}
+	alice := srv.NewPhone(t, acfg)
+	bob := srv.NewPhone(t, bcfg)
+	bobHeard = &media.Recording{}
+	ac, bc = dial(t, alice, bob,
+		phone.MediaOptions{Source: media.NewToneSource(440, 0)},
+		phone.MediaOptions{Source: media.NewToneSource(1000, 0), Sink: bobHeard})
+	return ac, bc, bobHeard
+}
+
 // maxCaptured bounds the capture: a few seconds of two calls' worth.
 const maxCaptured = 20000
 
@@ -180,18 +200,7 @@ func TestSRTPCallThroughRelayCarriesOnlyCiphertext(t *testing.T) {
 		t.Run("srtp "+tc.mode.String(), func(t *testing.T) {
 			srv := phonetest.Start(t, []string{"alice", "bob"}, nil)
 			tp := newTap(t, srv.TURNAddr, nil)
-			acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
-			for _, c := range []*phone.Config{&acfg, &bcfg} {
-				c.STUN, c.TURN = []string{}, []string{"turn:" + tp.addr() + "?transport=udp"}
-				c.ICEPolicy = ice.PolicyRelay
-				c.SRTP = tc.mode
-			}
-			alice := srv.NewPhone(t, acfg)
-			bob := srv.NewPhone(t, bcfg)
-			var bobHeard media.Recording
-			ac, bc := dial(t, alice, bob,
-				phone.MediaOptions{Source: media.NewToneSource(440, 0)},
-				phone.MediaOptions{Source: media.NewToneSource(1000, 0), Sink: &bobHeard})
+			ac, bc, bobHeard := callThroughTap(t, srv, tp, tc.mode)
 			waitFor(t, 15*time.Second, "a second of audio each way", func() bool {
 				return ac.Stats().PacketsReceived >= 50 && bc.Stats().PacketsReceived >= 50
 			})
@@ -339,17 +348,7 @@ func TestSRTPCallDropsReplayedAndTamperedPackets(t *testing.T) {
 		return [][]byte{b}
 	}
 	tp := newTap(t, srv.TURNAddr, mangle)
-	acfg, bcfg := srv.PhoneConfig("alice"), srv.PhoneConfig("bob")
-	for _, c := range []*phone.Config{&acfg, &bcfg} {
-		c.STUN, c.TURN = []string{}, []string{"turn:" + tp.addr() + "?transport=udp"}
-		c.ICEPolicy = ice.PolicyRelay
-	}
-	alice := srv.NewPhone(t, acfg)
-	bob := srv.NewPhone(t, bcfg)
-	var bobHeard media.Recording
-	ac, bc := dial(t, alice, bob,
-		phone.MediaOptions{Source: media.NewToneSource(440, 0)},
-		phone.MediaOptions{Source: media.NewToneSource(1000, 0), Sink: &bobHeard})
+	ac, bc, bobHeard := callThroughTap(t, srv, tp, phone.SRTPOptional)
 	waitFor(t, 15*time.Second, "some replays and tampered packets dropped", func() bool {
 		a, b := ac.Stats(), bc.Stats()
 		return a.Replays+b.Replays >= 20 && a.AuthFailures+b.AuthFailures >= 15 && b.PacketsReceived >= 75

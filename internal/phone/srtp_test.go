@@ -163,17 +163,7 @@ func TestSRTPRekeysOnRestartKeepsKeysOnHold(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a, b := legPairWithModes(t, SRTPOptional, SRTPOptional)
-	offer, err := a.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := b.Answer(ctx, offer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SetAnswer(answer); err != nil {
-		t.Fatal(err)
-	}
+	_, answer := negotiate(t, ctx, a, b)
 	connectLegs(t, ctx, a, b, 10)
 
 	hold, err := a.HoldOffer(true)
@@ -185,13 +175,7 @@ func TestSRTPRekeysOnRestartKeepsKeysOnHold(t *testing.T) {
 	if len(hd.Crypto) != 1 {
 		t.Fatalf("hold re-offer has %d a=crypto lines, want the one in use", len(hd.Crypto))
 	}
-	holdAns, err := b.HandleOffer(ctx, hold)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SetAnswer(holdAns); err != nil {
-		t.Fatal(err)
-	}
+	holdAns := reoffer(t, ctx, a, b, hold)
 	had, _ := ice.Parse(holdAns)
 	if len(had.Crypto) != 1 || string(had.Crypto[0].Key) != string(fd.Crypto[0].Key) {
 		t.Error("the answer to a hold re-offer changed the key")
@@ -208,13 +192,7 @@ func TestSRTPRekeysOnRestartKeepsKeysOnHold(t *testing.T) {
 	if len(rd.Crypto) != 3 || string(rd.Crypto[0].Key) == string(hd.Crypto[0].Key) {
 		t.Fatal("ICE restart offer does not carry fresh keys")
 	}
-	reAns, err := b.HandleOffer(ctx, re)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.SetAnswer(reAns); err != nil {
-		t.Fatal(err)
-	}
+	reAns := reoffer(t, ctx, a, b, re)
 	rad, _ := ice.Parse(reAns)
 	if len(rad.Crypto) != 1 || string(rad.Crypto[0].Key) == string(fd.Crypto[0].Key) {
 		t.Fatal("the answer to a restart kept its old key")
