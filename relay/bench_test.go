@@ -41,13 +41,8 @@ func benchRelay(b *testing.B, window, size int) {
 	defer func() { peer.Close(); <-done }()
 
 	c := newRawClient(b, r.udp, "alice", testRealm, "alice-pw")
-	if _, _, err := c.allocate(); err != nil {
-		b.Fatal(err)
-	}
 	const ch = 0x4000
-	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
-		b.Fatal(err)
-	}
+	c.allocateBound(ch, peer.LocalAddr())
 	frame := make([]byte, 4+size)
 	binary.BigEndian.PutUint16(frame[0:2], ch)
 	binary.BigEndian.PutUint16(frame[2:4], uint16(size))

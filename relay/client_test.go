@@ -164,6 +164,20 @@ func (c *rawClient) allocate(extra ...stun.Setter) (*net.UDPAddr, *stun.Message,
 	return &net.UDPAddr{IP: relayed.IP, Port: relayed.Port}, res, nil
 }
 
+// allocateBound allocates a relay and binds channel ch to peer, failing
+// the test if either is refused; it returns the relayed address.
+func (c *rawClient) allocateBound(ch uint16, peer net.Addr) *net.UDPAddr {
+	c.t.Helper()
+	relayed, _, err := c.allocate()
+	if err != nil {
+		c.t.Fatalf("allocate: %v", err)
+	}
+	if err := c.channelBind(ch, peer); err != nil {
+		c.t.Fatalf("channel bind: %v", err)
+	}
+	return relayed
+}
+
 func (c *rawClient) channelBind(ch uint16, peer net.Addr) error {
 	_, err := c.do(stun.MethodChannelBind, setterFunc(func(m *stun.Message) error {
 		m.Add(stun.AttrChannelNumber, []byte{byte(ch >> 8), byte(ch), 0, 0})

@@ -329,14 +329,8 @@ func TestFastPathServesReceiveOnlyClients(t *testing.T) {
 	r := startRelay(t, nil)
 	peer := newPeer(t)
 	c := newRawClient(t, r.udp, "alice", testRealm, "alice-pw")
-	relayed, _, err := c.allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ch = 0x5000
-	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
+	relayed := c.allocateBound(ch, peer.LocalAddr())
 	for i := range 10 {
 		peer.WriteTo([]byte{byte(i), 1, 2, 3, 4}, relayed)
 	}
@@ -401,14 +395,8 @@ func FuzzFastPathDatagram(f *testing.F) {
 	r := startRelay(f, func(c *Config) { c.ReadLoops = 1 })
 	peer := newPeer(f)
 	c := newRawClient(f, r.udp, "alice", testRealm, "alice-pw")
-	relayed, _, err := c.allocate()
-	if err != nil {
-		f.Fatal(err)
-	}
 	const ch = 0x4000
-	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
-		f.Fatal(err)
-	}
+	relayed := c.allocateBound(ch, peer.LocalAddr())
 	marker := []byte("marker")
 	buf := make([]byte, 2048)
 	f.Fuzz(func(t *testing.T, data []byte) {

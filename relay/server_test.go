@@ -340,14 +340,8 @@ func TestBandwidthCapBoundsRelayedBytes(t *testing.T) {
 	r := startRelay(t, func(c *Config) { c.BandwidthPerAllocation = bw })
 	peer := newPeer(t)
 	c := newRawClient(t, r.udp, "alice", testRealm, "alice-pw")
-	relayed, _, err := c.allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ch = 0x4000
-	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
+	relayed := c.allocateBound(ch, peer.LocalAddr())
 	payload := bytes.Repeat([]byte{0xAB}, 1000)
 	const sent = 200 // 200 kB offered at once: ten times what a second allows
 

@@ -14,14 +14,8 @@ import (
 // each arrives.
 func relayVia(t *testing.T, c *rawClient, peer net.PacketConn, sends, size int) {
 	t.Helper()
-	relayed, _, err := c.allocate()
-	if err != nil {
-		t.Fatalf("allocate: %v", err)
-	}
 	const ch = 0x4000
-	if err := c.channelBind(ch, peer.LocalAddr()); err != nil {
-		t.Fatalf("channel bind: %v", err)
-	}
+	relayed := c.allocateBound(ch, peer.LocalAddr())
 	payload := bytes.Repeat([]byte{0xA5}, size)
 	for range sends {
 		c.sendChannelData(ch, payload)
