@@ -8,7 +8,6 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,19 +118,7 @@ func TestPhoneSRTPWithPlainSipp(t *testing.T) {
 			bob := phoneStart(t, "bob", bin, append(s.phoneArgs("bob", dir), "--answer", "--duration", "30s",
 				"--play", wav, "--record", filepath.Join(dir, "bob.wav"), "--srtp", tc.mode)...)
 			bob.waitFor(t, "registered", 15*time.Second)
-			scenario, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", tc.scenario))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
-				"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
-				"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1",
-				"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
-				"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
-			cmd.Dir = dir
-			out, err := cmd.CombinedOutput()
+			out, err := sippCallsBob(t, sipp, s, dir, tc.scenario)
 			if err != nil {
 				t.Fatalf("sipp: %v\n%s\nbob:\n%s", err, tailLines(string(out), 30), bob.output())
 			}

@@ -383,6 +383,25 @@ func phoneSipp(t *testing.T) string {
 	return p
 }
 
+// sippCallsBob runs one sipp call as carol to bob through s with the
+// named scenario from testdata/sipp, echoing RTP, with its logs in dir.
+func sippCallsBob(t *testing.T, sipp string, s *phoneServer, dir, scenario string) ([]byte, error) {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sf", path, "-s", "bob",
+		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
+		"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1",
+		"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
+		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
+	cmd.Dir = dir // sipp writes its logs into the working directory
+	return cmd.CombinedOutput()
+}
+
 // A SIP phone without ICE (sipp, with plain SDP) calls our phone through
 // the proxy. sipp echoes every RTP packet it gets back to its sender, so
 // our phone's recording holds the WAV it played only if our RTP reached
@@ -398,19 +417,7 @@ func TestPhoneAnswersCallerWithoutICE(t *testing.T) {
 		"--play", wav, "--record", filepath.Join(dir, "bob.wav"))...)
 	bob.waitFor(t, "registered", 15*time.Second)
 
-	scenario, err := filepath.Abs(filepath.Join("..", "..", "testdata", "sipp", "uac_plain_rtp_echo.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, "-sf", scenario, "-s", "bob",
-		"-key", "caller", "carol", "-au", "carol", "-ap", phoneUsers["carol"],
-		"-rtp_echo", "-mp", strconv.Itoa(freePort(t)), "-mi", "127.0.0.1",
-		"-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
-		"-m", "1", "-d", "3000", "-nostdin", "-timeout", "40s", "-timeout_error", s.sip)
-	cmd.Dir = dir // sipp writes its logs into the working directory
-	out, err := cmd.CombinedOutput()
+	out, err := sippCallsBob(t, sipp, s, dir, "uac_plain_rtp_echo.xml")
 	if err != nil {
 		t.Fatalf("sipp: %v\n%s\nbob:\n%s", err, tailLines(string(out), 30), bob.output())
 	}
