@@ -58,18 +58,11 @@ func TestLegsConnectAndSurviveRestart(t *testing.T) {
 	defer cancel()
 	a, b := newLoopbackLegPair(t)
 	offer, answer := negotiate(t, ctx, a, b)
-	errc := make(chan error, 1)
-	go func() { errc <- b.Connect(ctx) }()
-	if err := a.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	connectLegs(t, ctx, a, b, 1)
 	select {
 	case <-b.FirstRTP():
 	case <-ctx.Done():
-		t.Fatal("no RTP")
+		t.Fatal("no first-RTP signal")
 	}
 	if ri, ok := a.Route(); !ok || ri.Route != ice.RouteDirect {
 		t.Fatalf("route %+v", ri)
