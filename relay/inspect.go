@@ -38,10 +38,8 @@ const (
 // Messages it cannot verify (bad integrity, unknown user) are left for pion
 // to refuse with the proper 400/401/438.
 type inspector struct {
-	minL, maxL time.Duration
-	keyFor     func(username, realm string) (userID string, key []byte, ok bool)
-	// resv, when set, takes over RESERVATION-TOKENs (see reservation.go).
-	resv        *reservations
+	minL, maxL  time.Duration
+	keyFor      func(username, realm string) (userID string, key []byte, ok bool)
 	peerAllowed func(net.IP) bool
 	refused     func(peer net.IP) // called when a ChannelBind is refused here
 	// hasAllocation reports whether the 5-tuple (client, local) has one.

@@ -66,22 +66,21 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	// mu guards every field below.
-	mu          sync.Mutex
-	legs        map[string]*leg
-	pending     map[string]bool
-	users       map[string]focus.User // roster, by user name (not us)
-	mySeq       uint64
-	inRoster    bool
-	myForwarder string
-	plan        focus.Plan
-	everyone    []string // mesh users including us, join order
-	hasBridge   bool
-	ssrcUser    map[uint32]string
-	counters    map[string]*seqCounter
-	server      *serverLeg
-	rosterCh    chan struct{} // closed and replaced on every roster change
-	forwarded   map[string]bool
-	closed      bool
+	mu        sync.Mutex
+	legs      map[string]*leg
+	pending   map[string]bool
+	users     map[string]focus.User // roster, by user name (not us)
+	mySeq     uint64
+	inRoster  bool
+	plan      focus.Plan
+	everyone  []string // mesh users including us, join order
+	hasBridge bool
+	ssrcUser  map[uint32]string
+	counters  map[string]*seqCounter
+	server    *serverLeg
+	rosterCh  chan struct{} // closed and replaced on every roster change
+	forwarded map[string]bool
+	closed    bool
 
 	// departed keeps the last statistics of participants who left.
 	departed map[string]PeerStats
